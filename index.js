@@ -835,4 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.hello = nativeBinding.hello
+module.exports.EventBroadcaster = nativeBinding.EventBroadcaster
+module.exports.WebSocketManager = nativeBinding.WebSocketManager
+module.exports.DiagnosticSeverity = nativeBinding.DiagnosticSeverity
+module.exports.FileEventType = nativeBinding.FileEventType
+module.exports.GitEventType = nativeBinding.GitEventType
+module.exports.ValidationType = nativeBinding.ValidationType
+module.exports.WSMessageType = nativeBinding.WSMessageType

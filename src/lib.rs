@@ -1,3 +1,27 @@
-use napi_derive::napi;
-#[napi]
-pub fn hello() -> u32 { 1 }
+//! cluso-ws: the real-time core of a Node server, as a native addon.
+//!
+//! The crate is laid out as separate rooms, and only `binding` knows about Node:
+//!
+//! - [`registry`]: connections, their channel sets and the channel → subscribers index.
+//! - [`protocol`]: the client protocol (subscribe / unsubscribe / request / ping) as a pure
+//!   function from one inbound text to one [`protocol::Command`], plus the exact bytes of
+//!   every server response.
+//! - [`envelope`]: the event envelope and the `toISOString()` timestamp.
+//! - [`hub`]: the shared state a manager owns (registry, options, statistics) and the
+//!   fan-out entry point both transports use.
+//! - [`handshake`]: HTTP upgrade validation and the security policy (Origin, Host, token).
+//! - [`runtime`]: the internal tokio runtime every background task runs on.
+//! - `binding` (cdylib only): the napi-rs classes `WebSocketManager` and `EventBroadcaster`;
+//!   they convert JavaScript values and delegate to the core.
+
+pub mod envelope;
+pub mod handshake;
+pub mod hub;
+pub mod options;
+pub mod outbox;
+pub mod protocol;
+pub mod registry;
+pub mod runtime;
+pub mod stats;
+
+mod binding;

@@ -1,0 +1,354 @@
+//! A thin, exception-safe layer over the raw Node-API calls the binding makes on its hot
+//! paths: reading properties, calling methods on WebSocket-like objects, strings, and
+//! `JSON.stringify`. Every call that can run JavaScript returns the thrown value instead of
+//! leaving an exception pending, so one throwing socket never poisons the next call.
+
+use std::ffi::CStr;
+use std::ptr;
+
+use napi::{sys, Env};
+
+pub type Raw = sys::napi_value;
+
+/// The JavaScript environment of the current call. Only valid on the JavaScript thread,
+/// within the call that produced it.
+#[derive(Clone, Copy)]
+pub struct Js {
+    env: sys::napi_env,
+}
+
+/// How a call into JavaScript ended.
+pub enum Called {
+    Returned(Raw),
+    Threw(Raw),
+}
+
+impl Js {
+    pub fn new(env: &Env) -> Self {
+        Self { env: env.raw() }
+    }
+
+    pub fn raw_env(self) -> sys::napi_env {
+        self.env
+    }
+
+    pub fn undefined(self) -> Raw {
+        let mut value = ptr::null_mut();
+        unsafe { sys::napi_get_undefined(self.env, &mut value) };
+        value
+    }
+
+    pub fn global(self) -> Raw {
+        let mut value = ptr::null_mut();
+        unsafe { sys::napi_get_global(self.env, &mut value) };
+        value
+    }
+
+    /// Takes the pending exception, if any, so the environment is usable again.
+    fn take_exception(self) -> Option<Raw> {
+        let mut pending = false;
+        unsafe { sys::napi_is_exception_pending(self.env, &mut pending) };
+        if !pending {
+            return None;
+        }
+        let mut exception = ptr::null_mut();
+        unsafe { sys::napi_get_and_clear_last_exception(self.env, &mut exception) };
+        Some(exception)
+    }
+
+    /// Throws `value` (used to rethrow an exception this layer caught).
+    pub fn throw(self, value: Raw) {
+        unsafe { sys::napi_throw(self.env, value) };
+    }
+
+    pub fn type_of(self, value: Raw) -> sys::napi_valuetype {
+        let mut kind = sys::ValueType::napi_undefined;
+        unsafe { sys::napi_typeof(self.env, value, &mut kind) };
+        kind
+    }
+
+    pub fn is_object(self, value: Raw) -> bool {
+        matches!(
+            self.type_of(value),
+            sys::ValueType::napi_object | sys::ValueType::napi_function
+        )
+    }
+
+    /// `object[name]`; `Err` with the thrown value when a getter throws.
+    pub fn get(self, object: Raw, name: &CStr) -> Result<Raw, Raw> {
+        let mut value = ptr::null_mut();
+        let status =
+            unsafe { sys::napi_get_named_property(self.env, object, name.as_ptr(), &mut value) };
+        if status == sys::Status::napi_ok {
+            return Ok(value);
+        }
+        Err(self.take_exception().unwrap_or_else(|| self.undefined()))
+    }
+
+    pub fn set(self, object: Raw, name: &CStr, value: Raw) -> napi::Result<()> {
+        let status =
+            unsafe { sys::napi_set_named_property(self.env, object, name.as_ptr(), value) };
+        self.check(status)
+    }
+
+    fn check(self, status: sys::napi_status) -> napi::Result<()> {
+        if status == sys::Status::napi_ok {
+            return Ok(());
+        }
+        if let Some(exception) = self.take_exception() {
+            self.throw(exception);
+            return Err(napi::Error::from_status(napi::Status::PendingException));
+        }
+        Err(napi::Error::from_status(napi::Status::from(status)))
+    }
+
+    pub fn number(self, value: Raw) -> Option<f64> {
+        let mut number = 0.0;
+        let status = unsafe { sys::napi_get_value_double(self.env, value, &mut number) };
+        (status == sys::Status::napi_ok).then_some(number)
+    }
+
+    pub fn bool(self, value: bool) -> Raw {
+        let mut raw = ptr::null_mut();
+        unsafe { sys::napi_get_boolean(self.env, value, &mut raw) };
+        raw
+    }
+
+    /// The UTF-8 text of a JavaScript string (lone surrogates become U+FFFD), or `None`
+    /// when `value` is not a string.
+    pub fn string(self, value: Raw) -> Option<String> {
+        let mut len = 0;
+        let status = unsafe {
+            sys::napi_get_value_string_utf8(self.env, value, ptr::null_mut(), 0, &mut len)
+        };
+        if status != sys::Status::napi_ok {
+            return None;
+        }
+        let mut bytes = vec![0u8; len + 1];
+        let mut written = 0;
+        unsafe {
+            sys::napi_get_value_string_utf8(
+                self.env,
+                value,
+                bytes.as_mut_ptr().cast(),
+                bytes.len(),
+                &mut written,
+            )
+        };
+        bytes.truncate(written);
+        // V8 writes well-formed UTF-8; the lossy path only guards the invariant.
+        Some(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into()),
+        )
+    }
+
+    pub fn create_string(self, text: &str) -> napi::Result<Raw> {
+        let mut raw = ptr::null_mut();
+        let status = unsafe {
+            sys::napi_create_string_utf8(
+                self.env,
+                text.as_ptr().cast(),
+                text.len() as isize,
+                &mut raw,
+            )
+        };
+        self.check(status)?;
+        Ok(raw)
+    }
+
+    pub fn create_object(self) -> napi::Result<Raw> {
+        let mut raw = ptr::null_mut();
+        let status = unsafe { sys::napi_create_object(self.env, &mut raw) };
+        self.check(status)?;
+        Ok(raw)
+    }
+
+    pub fn create_array(self, items: &[Raw]) -> napi::Result<Raw> {
+        let mut raw = ptr::null_mut();
+        self.check(unsafe { sys::napi_create_array_with_length(self.env, items.len(), &mut raw) })?;
+        for (index, item) in items.iter().enumerate() {
+            self.check(unsafe { sys::napi_set_element(self.env, raw, index as u32, *item) })?;
+        }
+        Ok(raw)
+    }
+
+    /// Calls `function` with `this` and `args`.
+    pub fn call(self, this: Raw, function: Raw, args: &[Raw]) -> Called {
+        let mut result = ptr::null_mut();
+        let status = unsafe {
+            sys::napi_call_function(
+                self.env,
+                this,
+                function,
+                args.len(),
+                args.as_ptr(),
+                &mut result,
+            )
+        };
+        if status == sys::Status::napi_ok {
+            return Called::Returned(result);
+        }
+        Called::Threw(self.take_exception().unwrap_or_else(|| self.undefined()))
+    }
+
+    /// Calls `object[name](...args)` if it is a function; `None` when there is no such
+    /// method.
+    pub fn call_method(self, object: Raw, name: &CStr, args: &[Raw]) -> Option<Called> {
+        let method = match self.get(object, name) {
+            Ok(method) => method,
+            Err(thrown) => return Some(Called::Threw(thrown)),
+        };
+        if self.type_of(method) != sys::ValueType::napi_function {
+            return None;
+        }
+        Some(self.call(object, method, args))
+    }
+
+    /// `String(value)`, for logging a thrown value. Never throws.
+    pub fn describe(self, value: Raw) -> String {
+        let mut text = ptr::null_mut();
+        let status = unsafe { sys::napi_coerce_to_string(self.env, value, &mut text) };
+        if status != sys::Status::napi_ok {
+            self.take_exception();
+            return String::from("<unprintable value>");
+        }
+        self.string(text).unwrap_or_default()
+    }
+
+    /// A copy of the bytes of a Buffer, typed array, DataView or ArrayBuffer.
+    pub fn bytes(self, value: Raw) -> Option<Vec<u8>> {
+        let mut is = false;
+        unsafe { sys::napi_is_typedarray(self.env, value, &mut is) };
+        if is {
+            let mut kind = 0;
+            let mut length = 0;
+            let mut data = ptr::null_mut();
+            let mut buffer = ptr::null_mut();
+            let mut offset = 0;
+            unsafe {
+                sys::napi_get_typedarray_info(
+                    self.env,
+                    value,
+                    &mut kind,
+                    &mut length,
+                    &mut data,
+                    &mut buffer,
+                    &mut offset,
+                )
+            };
+            let element = match kind {
+                sys::TypedarrayType::int16_array | sys::TypedarrayType::uint16_array => 2,
+                sys::TypedarrayType::int32_array
+                | sys::TypedarrayType::uint32_array
+                | sys::TypedarrayType::float32_array => 4,
+                sys::TypedarrayType::float64_array
+                | sys::TypedarrayType::bigint64_array
+                | sys::TypedarrayType::biguint64_array => 8,
+                _ => 1,
+            };
+            return Some(copy_raw(data.cast(), length * element));
+        }
+        unsafe { sys::napi_is_arraybuffer(self.env, value, &mut is) };
+        if is {
+            let mut data = ptr::null_mut();
+            let mut length = 0;
+            unsafe { sys::napi_get_arraybuffer_info(self.env, value, &mut data, &mut length) };
+            return Some(copy_raw(data.cast(), length));
+        }
+        unsafe { sys::napi_is_dataview(self.env, value, &mut is) };
+        if is {
+            let mut length = 0;
+            let mut data = ptr::null_mut();
+            let mut buffer = ptr::null_mut();
+            let mut offset = 0;
+            unsafe {
+                sys::napi_get_dataview_info(
+                    self.env,
+                    value,
+                    &mut length,
+                    &mut data,
+                    &mut buffer,
+                    &mut offset,
+                )
+            };
+            return Some(copy_raw(data.cast(), length));
+        }
+        None
+    }
+
+    /// The elements of an array, or `None` when `value` is not one.
+    pub fn array_items(self, value: Raw) -> Option<Vec<Raw>> {
+        let mut is = false;
+        unsafe { sys::napi_is_array(self.env, value, &mut is) };
+        if !is {
+            return None;
+        }
+        let mut length = 0;
+        unsafe { sys::napi_get_array_length(self.env, value, &mut length) };
+        let mut items = Vec::with_capacity(length as usize);
+        for index in 0..length {
+            let mut item = ptr::null_mut();
+            if unsafe { sys::napi_get_element(self.env, value, index, &mut item) }
+                != sys::Status::napi_ok
+            {
+                self.take_exception();
+                return None;
+            }
+            items.push(item);
+        }
+        Some(items)
+    }
+
+    pub fn create_reference(self, value: Raw) -> napi::Result<JsRef> {
+        let mut reference = ptr::null_mut();
+        self.check(unsafe { sys::napi_create_reference(self.env, value, 1, &mut reference) })?;
+        Ok(JsRef {
+            env: self.env,
+            reference,
+        })
+    }
+}
+
+/// Copies memory owned by a JavaScript value that is alive for the current call.
+fn copy_raw(data: *const u8, length: usize) -> Vec<u8> {
+    if data.is_null() || length == 0 {
+        return Vec::new();
+    }
+    unsafe { std::slice::from_raw_parts(data, length) }.to_vec()
+}
+
+/// A strong reference that keeps a JavaScript value alive while Rust holds it. Released
+/// on drop; it never leaves the JavaScript thread (it is neither `Send` nor `Sync`).
+pub struct JsRef {
+    env: sys::napi_env,
+    reference: sys::napi_ref,
+}
+
+impl JsRef {
+    pub fn value(&self, js: Js) -> Raw {
+        let mut value = ptr::null_mut();
+        unsafe { sys::napi_get_reference_value(js.raw_env(), self.reference, &mut value) };
+        value
+    }
+}
+
+impl Drop for JsRef {
+    fn drop(&mut self) {
+        unsafe { sys::napi_delete_reference(self.env, self.reference) };
+    }
+}
+
+/// Property names used on the hot paths, as C strings.
+pub mod names {
+    use std::ffi::CStr;
+    pub const READY_STATE: &CStr = c"readyState";
+    pub const SEND: &CStr = c"send";
+    pub const PING: &CStr = c"ping";
+    pub const CLOSE: &CStr = c"close";
+    pub const TERMINATE: &CStr = c"terminate";
+    pub const ON: &CStr = c"on";
+    pub const DATA: &CStr = c"data";
+    pub const JSON: &CStr = c"JSON";
+    pub const STRINGIFY: &CStr = c"stringify";
+}

@@ -1,0 +1,164 @@
+//! The JavaScript-socket transport: WebSocket-like objects (the `ws` package's WebSocket,
+//! or any EventEmitter-style mock with `send` and `readyState`, and optionally `ping`,
+//! `close`, `terminate`) that the app hands to `addConnection` / `handleConnection`.
+//!
+//! The registry records these connections as [`Transport::Js`](crate::registry::Transport);
+//! the objects themselves live here, keyed by record, because they may only be touched on
+//! the JavaScript thread.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+
+use super::js::{names, Called, Js, JsRef, Raw};
+use crate::registry::{ConnectionId, RecordKey};
+
+/// `WebSocket.OPEN`.
+const OPEN: f64 = 1.0;
+
+struct JsSocket {
+    ws: JsRef,
+    id: ConnectionId,
+}
+
+/// How one send to a JavaScript socket ended.
+pub enum Sent {
+    Ok,
+    NotOpen,
+    Failed(String),
+}
+
+/// The JavaScript sockets of one manager.
+#[derive(Default)]
+pub struct JsSockets {
+    sockets: RefCell<HashMap<RecordKey, JsSocket>>,
+}
+
+impl JsSockets {
+    pub fn insert(&self, key: RecordKey, id: ConnectionId, ws: JsRef) {
+        self.sockets.borrow_mut().insert(key, JsSocket { ws, id });
+    }
+
+    /// Forgets a socket, handing back its object (still referenced until dropped).
+    pub fn take(&self, key: RecordKey) -> Option<JsRef> {
+        self.sockets
+            .borrow_mut()
+            .remove(&key)
+            .map(|socket| socket.ws)
+    }
+
+    /// Forgets every socket.
+    pub fn take_all(&self) -> Vec<JsRef> {
+        self.sockets
+            .borrow_mut()
+            .drain()
+            .map(|(_, socket)| socket.ws)
+            .collect()
+    }
+
+    /// The socket object of a record. The borrow ends before any JavaScript runs, so a
+    /// socket method that calls back into the manager cannot collide with it.
+    pub fn ws(&self, js: Js, key: RecordKey) -> Option<Raw> {
+        self.sockets
+            .borrow()
+            .get(&key)
+            .map(|socket| socket.ws.value(js))
+    }
+
+    pub fn id(&self, key: RecordKey) -> Option<ConnectionId> {
+        self.sockets
+            .borrow()
+            .get(&key)
+            .map(|socket| socket.id.clone())
+    }
+}
+
+pub fn is_open(js: Js, ws: Raw) -> bool {
+    js.get(ws, names::READY_STATE)
+        .ok()
+        .and_then(|state| js.number(state))
+        == Some(OPEN)
+}
+
+/// `ws.send(text)` if the socket is open.
+pub fn send(js: Js, ws: Raw, text: Raw) -> Sent {
+    if !is_open(js, ws) {
+        return Sent::NotOpen;
+    }
+    match js.call_method(ws, names::SEND, &[text]) {
+        Some(Called::Returned(_)) => Sent::Ok,
+        Some(Called::Threw(error)) => Sent::Failed(js.describe(error)),
+        None => Sent::Failed(String::from("socket has no send() method")),
+    }
+}
+
+/// Calls an optional method; `Err` with a description when it throws.
+fn call_optional(js: Js, ws: Raw, method: &CStr) -> Result<bool, String> {
+    match js.call_method(ws, method, &[]) {
+        Some(Called::Returned(_)) => Ok(true),
+        Some(Called::Threw(error)) => Err(js.describe(error)),
+        None => Ok(false),
+    }
+}
+
+/// `ws.close()`.
+pub fn close(js: Js, ws: Raw) -> Result<(), String> {
+    call_optional(js, ws, names::CLOSE).map(drop)
+}
+
+/// Ends a dead peer without a closing handshake: `terminate()` where the socket has it,
+/// else `close()`.
+pub fn terminate(js: Js, ws: Raw) -> Result<(), String> {
+    if call_optional(js, ws, names::TERMINATE)? {
+        return Ok(());
+    }
+    close(js, ws)
+}
+
+/// `ws.ping()`. A socket without `ping` fails like one whose `ping` throws, as in the
+/// original (`ws.ping is not a function`).
+pub fn ping(js: Js, ws: Raw) -> Result<(), String> {
+    match call_optional(js, ws, names::PING)? {
+        true => Ok(()),
+        false => Err(String::from("socket has no ping() method")),
+    }
+}
+
+/// `ws.on(event, listener)`.
+pub fn listen(js: Js, ws: Raw, event: &str, listener: Raw) -> napi::Result<()> {
+    let event = js.create_string(event)?;
+    match js.call_method(ws, names::ON, &[event, listener]) {
+        Some(Called::Returned(_)) => Ok(()),
+        Some(Called::Threw(error)) => {
+            js.throw(error);
+            Err(napi::Error::from_status(napi::Status::PendingException))
+        }
+        None => Err(napi::Error::new(
+            napi::Status::InvalidArg,
+            "socket has no on() method",
+        )),
+    }
+}
+
+/// The text of a `'message'` payload: a string, a Buffer (or any typed array), an
+/// ArrayBuffer, or an array of Buffers (fragments), decoded as UTF-8 the way
+/// `Buffer.toString()` decodes (invalid sequences become U+FFFD).
+pub fn message_text(js: Js, data: Raw) -> String {
+    if let Some(text) = js.string(data) {
+        return text;
+    }
+    if let Some(bytes) = js.bytes(data) {
+        return String::from_utf8_lossy(&bytes).into_owned();
+    }
+    if let Some(parts) = js.array_items(data) {
+        let mut bytes = Vec::new();
+        for part in parts {
+            match js.bytes(part) {
+                Some(part) => bytes.extend_from_slice(&part),
+                None => bytes.extend_from_slice(js.describe(part).as_bytes()),
+            }
+        }
+        return String::from_utf8_lossy(&bytes).into_owned();
+    }
+    js.describe(data)
+}

@@ -1,0 +1,709 @@
+//! `WebSocketManager`: the drop-in class (SPEC A.1), a handle over a core [`Hub`].
+//!
+//! Every method converts its arguments, delegates to the hub, and talks to JavaScript
+//! sockets through [`js_socket`]. Methods take `&self`: a socket's `send` may call back
+//! into the manager, so all state is behind short-lived interior borrows.
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use napi::bindgen_prelude::{Function, FunctionCallContext, Unknown};
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
+use napi::{Env, JsValue, Status};
+use napi_derive::napi;
+use rand::Rng;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::{debug, error, info, warn};
+
+use super::error::{self, ErrorKind};
+use super::js::{Js, Raw};
+use super::js_socket::{self, JsSockets, Sent};
+use super::json::Stringify;
+use super::options::ManagerOptions;
+use crate::envelope;
+use crate::hub::{Hub, JsHealthWork};
+use crate::outbox::CloseReason;
+use crate::protocol;
+use crate::registry::{RecordKey, Transport};
+use crate::runtime;
+
+/// JavaScript-thread state shared by the manager and the listeners it installs on sockets.
+/// Listeners hold it weakly: a socket never keeps a discarded manager alive.
+struct Shared {
+    hub: Arc<Hub>,
+    sockets: JsSockets,
+    stringify: Stringify,
+    /// Health-check verdicts for JavaScript sockets, handed over by the runtime's timer.
+    pending_health: Arc<Mutex<JsHealthWork>>,
+}
+
+/// Manages WebSocket connections, their channel subscriptions, and broadcasting.
+///
+/// Drop-in for the original TypeScript `WebSocketManager`: accepts any WebSocket-like
+/// object (`ws` package sockets or mocks) through `addConnection` / `handleConnection`.
+#[napi]
+pub struct WebSocketManager {
+    shared: Rc<Shared>,
+    health_task: RefCell<Option<JoinHandle<()>>>,
+}
+
+/// Counters and gauges of a manager, as returned by `getStats()`.
+#[napi(object)]
+pub struct ManagerStats {
+    /// Open connections of both transports.
+    pub connections: f64,
+    /// Connections whose socket is a JavaScript object (`addConnection`).
+    pub js_connections: f64,
+    /// Connections whose socket is owned by the native core (`listen`, `attach`).
+    pub native_connections: f64,
+    /// Channels with at least one subscriber.
+    pub channels: f64,
+    /// Connection–channel pairs.
+    pub subscriptions: f64,
+    /// `broadcast()` calls.
+    pub broadcasts: f64,
+    /// Messages handed to sockets (one per subscriber per broadcast, plus replies).
+    pub messages_sent: f64,
+    /// Bytes of those messages.
+    pub bytes_sent: f64,
+    /// Sends that failed: socket not open, or `send` threw.
+    pub send_failures: f64,
+    /// Subscribers disconnected for crossing `maxBufferedBytesPerConnection`.
+    pub slow_consumer_disconnects: f64,
+    /// Upgrade requests refused.
+    pub rejected_handshakes: f64,
+    /// Peers removed by the health check.
+    pub dead_peers_removed: f64,
+}
+
+fn connection_id() -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let mut rng = rand::rng();
+    let suffix: String = (0..9)
+        .map(|_| DIGITS[rng.random_range(0..DIGITS.len())] as char)
+        .collect();
+    format!("conn-{millis}-{suffix}")
+}
+
+/// Runs a listener body, keeping a panic inside the addon.
+fn guarded(what: &str, body: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(body)).is_err() {
+        error!(
+            listener = what,
+            "internal error in a socket listener (contained)"
+        );
+    }
+}
+
+impl Shared {
+    /// Sends `text` to the JavaScript socket of `key`; logs why not.
+    fn send_text(&self, js: Js, key: RecordKey, text: &str) -> napi::Result<bool> {
+        let Some(ws) = self.sockets.ws(js, key) else {
+            return Ok(false);
+        };
+        let raw = js.create_string(text)?;
+        Ok(match js_socket::send(js, ws, raw) {
+            Sent::Ok => {
+                self.hub.stats().record_sent(1, text.len() as u64);
+                true
+            }
+            Sent::NotOpen => {
+                warn!(conn_id = self.sockets.id(key).as_deref(), "socket not open");
+                false
+            }
+            Sent::Failed(reason) => {
+                warn!(
+                    conn_id = self.sockets.id(key).as_deref(),
+                    reason, "send failed"
+                );
+                self.hub.stats().record_send_failures(1);
+                false
+            }
+        })
+    }
+
+    /// The record of `id` leaves the registry because its socket closed.
+    fn on_close(&self, id: &str, key: RecordKey) {
+        if self.hub.write().remove_record(id, key).is_some() {
+            info!(conn_id = id, "connection closed");
+        }
+        drop(self.sockets.take(key));
+    }
+
+    fn on_message(&self, js: Js, id: &str, key: RecordKey, data: Raw) {
+        let text = js_socket::message_text(js, data);
+        if let Some(reply) = self.hub.handle_client_text(id, &text) {
+            if let Err(error) = self.send_text(js, key, &reply) {
+                warn!(conn_id = id, %error, "reply not sent");
+            }
+        }
+    }
+
+    /// Applies the health-check verdicts the runtime's timer left for this thread.
+    fn run_health_work(&self, js: Js) {
+        let work = {
+            let mut pending = self
+                .pending_health
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *pending)
+        };
+        for dead in work.dead {
+            if let Some(ws) = self.sockets.take(dead.key) {
+                if let Err(reason) = js_socket::terminate(js, ws.value(js)) {
+                    warn!(conn_id = &*dead.id, reason, "terminate failed");
+                }
+            }
+        }
+        for live in work.to_ping {
+            let Some(ws) = self.sockets.ws(js, live.key) else {
+                continue;
+            };
+            if let Err(reason) = js_socket::ping(js, ws) {
+                warn!(
+                    conn_id = &*live.id,
+                    reason, "ping failed; removing connection"
+                );
+                self.hub.write().remove_record(&live.id, live.key);
+                if let Some(ws) = self.sockets.take(live.key) {
+                    let _ = js_socket::terminate(js, ws.value(js));
+                }
+            }
+        }
+    }
+}
+
+impl WebSocketManager {
+    fn open(&self, env: &Env) -> napi::Result<&Shared> {
+        if self.shared.hub.is_shut_down() {
+            return Err(error::shut_down(env));
+        }
+        Ok(&self.shared)
+    }
+
+    /// Registers `ws` under `id` and installs its `pong` / `close` / `error` listeners.
+    fn register(&self, env: &Env, ws: Raw, id: &str) -> napi::Result<RecordKey> {
+        let js = Js::new(env);
+        let shared = self.open(env)?;
+        let has_on = js.is_object(ws)
+            && js
+                .get(ws, super::js::names::ON)
+                .is_ok_and(|on| js.type_of(on) == napi::sys::ValueType::napi_function);
+        if !has_on {
+            return Err(error::throw(
+                env,
+                ErrorKind::TypeError,
+                "ws must be a WebSocket-like object with on(), send() and readyState",
+                error::codes::INVALID_SOCKET,
+            ));
+        }
+        let reference = js.create_reference(ws)?;
+        let (key, replaced) = shared.hub.write().add(id, Transport::Js);
+        if let Some(old) = replaced {
+            match old.transport {
+                Transport::Js => drop(shared.sockets.take(old.key)),
+                Transport::Native(outbox) => outbox.close(CloseReason::Server { code: 1000 }),
+            }
+        }
+        shared.sockets.insert(key, Arc::from(id), reference);
+
+        let installed = self.install_listeners(env, ws, id, key);
+        if installed.is_err() {
+            shared.hub.write().remove_record(id, key);
+            drop(shared.sockets.take(key));
+        }
+        installed?;
+        debug!(conn_id = id, "connection added");
+        Ok(key)
+    }
+
+    fn install_listeners(&self, env: &Env, ws: Raw, id: &str, key: RecordKey) -> napi::Result<()> {
+        let js = Js::new(env);
+        let on_pong = {
+            let shared = Rc::downgrade(&self.shared);
+            let id: Arc<str> = Arc::from(id);
+            env.create_function_from_closure::<(), (), _>("onPong", move |_ctx| {
+                guarded("pong", || {
+                    if let Some(shared) = shared.upgrade() {
+                        shared.hub.write().mark_alive(&id, key);
+                    }
+                });
+                Ok(())
+            })?
+        };
+        js_socket::listen(js, ws, "pong", on_pong.raw())?;
+
+        let on_close = {
+            let shared = Rc::downgrade(&self.shared);
+            let id: Arc<str> = Arc::from(id);
+            env.create_function_from_closure::<(), (), _>("onClose", move |_ctx| {
+                guarded("close", || {
+                    if let Some(shared) = shared.upgrade() {
+                        shared.on_close(&id, key);
+                    }
+                });
+                Ok(())
+            })?
+        };
+        js_socket::listen(js, ws, "close", on_close.raw())?;
+
+        let on_error = {
+            let id: Arc<str> = Arc::from(id);
+            env.create_function_from_closure::<(), (), _>("onError", move |ctx| {
+                guarded("error", || {
+                    let js = Js::new(ctx.env);
+                    let reason = ctx
+                        .get::<Unknown>(0)
+                        .map(|e| js.describe(e.raw()))
+                        .unwrap_or_default();
+                    warn!(conn_id = &*id, reason, "socket error");
+                });
+                Ok(())
+            })?
+        };
+        js_socket::listen(js, ws, "error", on_error.raw())
+    }
+
+    fn install_message_listener(
+        &self,
+        env: &Env,
+        ws: Raw,
+        id: &str,
+        key: RecordKey,
+    ) -> napi::Result<()> {
+        let shared = Rc::downgrade(&self.shared);
+        let id: Arc<str> = Arc::from(id);
+        let on_message = env.create_function_from_closure::<(), (), _>(
+            "onMessage",
+            move |ctx: FunctionCallContext| {
+                guarded("message", || {
+                    let Some(shared) = shared.upgrade() else {
+                        return;
+                    };
+                    let js = Js::new(ctx.env);
+                    let data = ctx
+                        .get::<Unknown>(0)
+                        .map_or_else(|_| js.undefined(), |d| d.raw());
+                    shared.on_message(js, &id, key, data);
+                });
+                Ok(())
+            },
+        )?;
+        js_socket::listen(Js::new(env), ws, "message", on_message.raw())
+    }
+
+    fn start_health_check(&self, env: &Env, interval: Duration) -> napi::Result<()> {
+        let shared = Rc::downgrade(&self.shared);
+        let sweep: Function<(), ()> =
+            env.create_function_from_closure("healthCheck", move |ctx: FunctionCallContext| {
+                guarded("health", || {
+                    if let Some(shared) = shared.upgrade() {
+                        shared.run_health_work(Js::new(ctx.env));
+                    }
+                });
+                Ok(())
+            })?;
+        // Weak: a pending health check never keeps the Node process alive.
+        let wake_js = sweep
+            .build_threadsafe_function::<()>()
+            .weak::<true>()
+            .build_callback(|_ctx| Ok(()))?;
+        let hub = Arc::clone(&self.shared.hub);
+        let pending = Arc::clone(&self.shared.pending_health);
+        let task = runtime::handle().spawn(async move {
+            let start = tokio::time::Instant::now() + interval;
+            let mut ticks = tokio::time::interval_at(start, interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let work = hub.health_tick();
+                if work.dead.is_empty() && work.to_ping.is_empty() {
+                    continue;
+                }
+                {
+                    let mut slot = pending.lock().unwrap_or_else(|p| p.into_inner());
+                    slot.dead.extend(work.dead);
+                    slot.to_ping.extend(work.to_ping);
+                }
+                wake_js.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        });
+        *self.health_task.borrow_mut() = Some(task);
+        Ok(())
+    }
+}
+
+#[napi]
+impl WebSocketManager {
+    /// Creates a manager. `wss` is stored for compatibility and may be anything (unit tests
+    /// pass a bare EventEmitter or nothing); the health check starts at once.
+    #[napi(
+        constructor,
+        catch_unwind,
+        ts_args_type = "wss?: unknown, options?: ManagerOptions"
+    )]
+    pub fn new(
+        env: Env,
+        wss: Option<Unknown>,
+        options: Option<ManagerOptions>,
+    ) -> napi::Result<Self> {
+        let _ = wss;
+        let options = options.unwrap_or_default().into_core().map_err(|message| {
+            error::throw(
+                &env,
+                ErrorKind::RangeError,
+                &message,
+                error::codes::INVALID_OPTION,
+            )
+        })?;
+        let ping_interval = options.ping_interval;
+        let shared = Rc::new(Shared {
+            hub: Hub::new(options),
+            sockets: JsSockets::default(),
+            stringify: Stringify::capture(Js::new(&env))?,
+            pending_health: Arc::default(),
+        });
+        let manager = Self {
+            shared,
+            health_task: RefCell::new(None),
+        };
+        if let Some(interval) = ping_interval {
+            manager.start_health_check(&env, interval)?;
+        }
+        Ok(manager)
+    }
+
+    /// Registers a WebSocket-like object under `id` (replacing any record with that id) and
+    /// listens for its `pong`, `close` and `error` events.
+    #[napi(catch_unwind, ts_args_type = "ws: WebSocketLike, id: string")]
+    pub fn add_connection(&self, env: Env, ws: Unknown, id: String) -> napi::Result<()> {
+        self.register(&env, ws.raw(), &id).map(drop)
+    }
+
+    /// Forgets a connection and its subscriptions, closing its socket if it is open.
+    /// Unknown ids are ignored.
+    #[napi(catch_unwind)]
+    pub fn remove_connection(&self, env: Env, id: String) -> napi::Result<()> {
+        let shared = self.open(&env)?;
+        let Some(connection) = shared.hub.write().remove(&id) else {
+            return Ok(());
+        };
+        match connection.transport {
+            Transport::Js => {
+                let js = Js::new(&env);
+                if let Some(ws) = shared.sockets.take(connection.key) {
+                    let ws = ws.value(js);
+                    if js_socket::is_open(js, ws) {
+                        if let Err(reason) = js_socket::close(js, ws) {
+                            warn!(conn_id = &*id, reason, "close failed");
+                        }
+                    }
+                }
+            }
+            Transport::Native(outbox) => outbox.close(CloseReason::Server { code: 1000 }),
+        }
+        info!(conn_id = &*id, "connection removed");
+        Ok(())
+    }
+
+    /// Subscribes a connection to a channel. Unknown ids are ignored; subscribing twice is
+    /// harmless.
+    #[napi(catch_unwind)]
+    pub fn subscribe(&self, env: Env, id: String, channel: String) -> napi::Result<()> {
+        self.open(&env)?.hub.write().subscribe(&id, &channel, None);
+        Ok(())
+    }
+
+    /// Unsubscribes a connection from a channel. Unknown ids are ignored.
+    #[napi(catch_unwind)]
+    pub fn unsubscribe(&self, env: Env, id: String, channel: String) -> napi::Result<()> {
+        self.open(&env)?.hub.write().unsubscribe(&id, &channel);
+        Ok(())
+    }
+
+    /// Sends one event `{"type":"event","channel","data","timestamp"}` to every open
+    /// subscriber of `channel`. Failed sends are counted and logged, never thrown; a `data`
+    /// that `JSON.stringify` rejects (a cycle, a BigInt) throws its TypeError.
+    #[napi(catch_unwind, ts_args_type = "channel: string, data: unknown")]
+    pub fn broadcast(&self, env: Env, channel: String, data: Unknown) -> napi::Result<()> {
+        let shared = self.open(&env)?;
+        let js = Js::new(&env);
+        let data_json = shared
+            .stringify
+            .as_data_member(js, data.raw())
+            .map_err(|thrown| {
+                js.throw(thrown);
+                napi::Error::from_status(Status::PendingException)
+            })?;
+        let text = envelope::event_envelope(&channel, data_json.as_deref(), &envelope::now_iso());
+        let bytes = text.len() as u64;
+        let text = Utf8Bytes::from(text);
+        let hub = &shared.hub;
+        hub.stats().record_broadcast();
+
+        let mut js_targets = Vec::new();
+        let native = hub.deliver(&channel, &text, &mut js_targets);
+        let mut sent = native;
+        let mut failed = 0u64;
+        if !js_targets.is_empty() {
+            let raw_text = js.create_string(text.as_str())?;
+            for target in &js_targets {
+                let Some(ws) = shared.sockets.ws(js, target.key) else {
+                    continue;
+                };
+                match js_socket::send(js, ws, raw_text) {
+                    Sent::Ok => sent += 1,
+                    Sent::NotOpen => failed += 1,
+                    Sent::Failed(reason) => {
+                        failed += 1;
+                        warn!(conn_id = &*target.id, reason, "broadcast send failed");
+                    }
+                }
+            }
+        }
+        hub.stats().record_sent(sent, sent * bytes);
+        hub.stats().record_send_failures(failed);
+        if failed > 0 {
+            warn!(channel, "broadcast: {sent} success, {failed} failed");
+        } else {
+            debug!(channel, "broadcast: {sent} success, {failed} failed");
+        }
+        Ok(())
+    }
+
+    /// Sends `JSON.stringify(data)` to one connection if it is open; otherwise logs a
+    /// warning. Never throws for an unknown id or a closed socket.
+    #[napi(catch_unwind, ts_args_type = "id: string, data: unknown")]
+    pub fn send(&self, env: Env, id: String, data: Unknown) -> napi::Result<()> {
+        let shared = self.open(&env)?;
+        let js = Js::new(&env);
+        let Some((key, transport)) = shared
+            .hub
+            .read()
+            .get(&id)
+            .map(|c| (c.key, c.transport.clone()))
+        else {
+            warn!(conn_id = &*id, "cannot send: connection not found");
+            return Ok(());
+        };
+        let stringify = |js: Js| {
+            shared.stringify.value(js, data.raw()).map_err(|thrown| {
+                js.throw(thrown);
+                napi::Error::from_status(Status::PendingException)
+            })
+        };
+        match transport {
+            Transport::Js => {
+                let Some(ws) = shared.sockets.ws(js, key) else {
+                    return Ok(());
+                };
+                if !js_socket::is_open(js, ws) {
+                    warn!(conn_id = &*id, "cannot send: socket not open");
+                    return Ok(());
+                }
+                let payload = match stringify(js)? {
+                    Some(text) => js.create_string(&text)?,
+                    None => js.undefined(),
+                };
+                match js_socket::send(js, ws, payload) {
+                    Sent::Ok => shared.hub.stats().record_sent(1, 0),
+                    Sent::NotOpen => warn!(conn_id = &*id, "cannot send: socket not open"),
+                    Sent::Failed(reason) => {
+                        shared.hub.stats().record_send_failures(1);
+                        warn!(conn_id = &*id, reason, "send failed");
+                    }
+                }
+            }
+            Transport::Native(outbox) => match stringify(js)? {
+                Some(text) => {
+                    outbox.push(tokio_tungstenite::tungstenite::Message::text(text));
+                }
+                None => warn!(conn_id = &*id, "cannot send: data serialises to nothing"),
+            },
+        }
+        Ok(())
+    }
+
+    /// A copy of the connection records: `Map<id, { ws, id, channels: Set, isAlive }>`.
+    /// Changing the copy does not change the manager.
+    #[napi(catch_unwind, ts_return_type = "Map<string, WSConnection>")]
+    pub fn get_connections(&self, env: Env) -> napi::Result<Unknown<'_>> {
+        let shared = self.open(&env)?;
+        let js = Js::new(&env);
+        let rows: Vec<(RecordKey, String, Vec<String>, bool)> = shared
+            .hub
+            .read()
+            .connections()
+            .into_iter()
+            .map(|c| {
+                let channels = c.channels.iter().map(|ch| ch.to_string()).collect();
+                (c.key, c.id.to_string(), channels, c.alive)
+            })
+            .collect();
+        let global = js.global();
+        let map_class = js
+            .get(global, c"Map")
+            .map_err(|_| napi::Error::from_reason("no Map"))?;
+        let set_class = js
+            .get(global, c"Set")
+            .map_err(|_| napi::Error::from_reason("no Set"))?;
+        let map = construct(js, map_class, &[])?;
+        for (key, id, channels, alive) in rows {
+            let record = js.create_object()?;
+            let ws = shared.sockets.ws(js, key).unwrap_or_else(|| js.undefined());
+            js.set(record, c"ws", ws)?;
+            let raw_id = js.create_string(&id)?;
+            js.set(record, c"id", raw_id)?;
+            let names = channels
+                .iter()
+                .map(|c| js.create_string(c))
+                .collect::<napi::Result<Vec<_>>>()?;
+            let set = construct(js, set_class, &[js.create_array(&names)?])?;
+            js.set(record, c"channels", set)?;
+            js.set(record, c"isAlive", js.bool(alive))?;
+            if let Some(super::js::Called::Threw(thrown)) =
+                js.call_method(map, c"set", &[raw_id, record])
+            {
+                js.throw(thrown);
+                return Err(napi::Error::from_status(Status::PendingException));
+            }
+        }
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), map) })
+    }
+
+    /// Ids of the connections subscribed to `channel`, oldest first (`[]` when none).
+    #[napi(catch_unwind)]
+    pub fn get_subscribers(&self, env: Env, channel: String) -> napi::Result<Vec<String>> {
+        Ok(self
+            .open(&env)?
+            .hub
+            .read()
+            .subscribers(&channel)
+            .map(|s| s.id.to_string())
+            .collect())
+    }
+
+    /// Channels of a connection in subscription order (`[]` for an unknown id).
+    #[napi(catch_unwind)]
+    pub fn get_channels(&self, env: Env, id: String) -> napi::Result<Vec<String>> {
+        Ok(self
+            .open(&env)?
+            .hub
+            .read()
+            .channels_of(&id)
+            .iter()
+            .map(|c| c.to_string())
+            .collect())
+    }
+
+    /// Adopts a freshly connected socket: generates its id (`conn-<ms>-<random>`),
+    /// registers it, sends the welcome message, and answers its protocol messages.
+    #[napi(catch_unwind, ts_args_type = "ws: WebSocketLike, cwd?: string")]
+    pub fn handle_connection(
+        &self,
+        env: Env,
+        ws: Unknown,
+        cwd: Option<String>,
+    ) -> napi::Result<()> {
+        let id = connection_id();
+        let key = self.register(&env, ws.raw(), &id)?;
+        self.install_message_listener(&env, ws.raw(), &id, key)?;
+        info!(conn_id = &*id, "connection established");
+        let welcome = protocol::welcome(&id, cwd.as_deref());
+        self.shared.send_text(Js::new(&env), key, &welcome)?;
+        Ok(())
+    }
+
+    /// Counters and gauges; see `ManagerStats`. Works after `shutdown()` too.
+    #[napi(catch_unwind)]
+    pub fn get_stats(&self) -> ManagerStats {
+        let hub = &self.shared.hub;
+        let counts = hub.read().counts();
+        let stats = hub.stats().snapshot();
+        ManagerStats {
+            connections: (counts.js_connections + counts.native_connections) as f64,
+            js_connections: counts.js_connections as f64,
+            native_connections: counts.native_connections as f64,
+            channels: counts.channels as f64,
+            subscriptions: counts.subscriptions as f64,
+            broadcasts: stats.broadcasts as f64,
+            messages_sent: stats.messages_sent as f64,
+            bytes_sent: stats.bytes_sent as f64,
+            send_failures: stats.send_failures as f64,
+            slow_consumer_disconnects: stats.slow_consumer_disconnects as f64,
+            rejected_handshakes: stats.rejected_handshakes as f64,
+            dead_peers_removed: stats.dead_peers_removed as f64,
+        }
+    }
+
+    /// Stops the health check, closes every open connection and forgets all records.
+    /// Idempotent; every other method except `getStats()` throws afterwards
+    /// (`ERR_CLUSO_SHUT_DOWN`).
+    #[napi(catch_unwind)]
+    pub fn shutdown(&self, env: Env) -> napi::Result<()> {
+        if !self.shared.hub.begin_shutdown() {
+            return Ok(());
+        }
+        self.stop_health_check();
+        let js = Js::new(&env);
+        let connections = self.shared.hub.write().drain();
+        for connection in connections {
+            match connection.transport {
+                Transport::Js => {
+                    if let Some(ws) = self.shared.sockets.take(connection.key) {
+                        let ws = ws.value(js);
+                        if js_socket::is_open(js, ws) {
+                            if let Err(reason) = js_socket::close(js, ws) {
+                                warn!(conn_id = &*connection.id, reason, "close failed");
+                            }
+                        }
+                    }
+                }
+                Transport::Native(outbox) => outbox.close(CloseReason::Server { code: 1001 }),
+            }
+        }
+        drop(self.shared.sockets.take_all());
+        info!("manager shut down");
+        Ok(())
+    }
+}
+
+impl WebSocketManager {
+    fn stop_health_check(&self) {
+        if let Some(task) = self.health_task.borrow_mut().take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for WebSocketManager {
+    fn drop(&mut self) {
+        self.stop_health_check();
+    }
+}
+
+/// `new constructor(...args)`.
+fn construct(js: Js, constructor: Raw, args: &[Raw]) -> napi::Result<Raw> {
+    let mut instance = std::ptr::null_mut();
+    let status = unsafe {
+        napi::sys::napi_new_instance(
+            js.raw_env(),
+            constructor,
+            args.len(),
+            args.as_ptr(),
+            &mut instance,
+        )
+    };
+    if status != napi::sys::Status::napi_ok {
+        return Err(napi::Error::new(Status::GenericFailure, "cannot construct"));
+    }
+    Ok(instance)
+}

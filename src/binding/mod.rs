@@ -1,0 +1,17 @@
+//! The napi-rs binding: converts JavaScript values and delegates to the core. Nothing
+//! outside this module knows about Node.
+
+mod broadcaster;
+mod error;
+mod js;
+mod js_socket;
+mod json;
+mod logging;
+mod manager;
+mod options;
+mod types;
+
+#[napi_derive::module_init]
+fn init() {
+    logging::init();
+}

@@ -1,0 +1,286 @@
+//! The state one manager owns — registry, options, statistics — and the operations both
+//! transports share: answering a client message, delivering a broadcast to native
+//! subscribers, and the health check.
+//!
+//! Locking: the registry sits behind one `RwLock`. No lock is ever held across an `.await`
+//! or across a call into JavaScript; callers copy what they need out and let go.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tracing::{debug, warn};
+
+use crate::options::Options;
+use crate::outbox::{CloseReason, Push};
+use crate::protocol::{self, codes, Command};
+use crate::registry::{HealthVerdict, Registry, SubscribeOutcome, Subscriber, Transport};
+use crate::stats::Stats;
+
+/// Close code sent to a subscriber whose outbound queue crossed its cap.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+
+/// Shared state of one `WebSocketManager`.
+#[derive(Debug)]
+pub struct Hub {
+    registry: RwLock<Registry>,
+    options: Options,
+    stats: Stats,
+    shut_down: AtomicBool,
+}
+
+/// The result of one health-check tick for the sockets the runtime cannot reach itself.
+#[derive(Debug, Default)]
+pub struct JsHealthWork {
+    /// Removed from the registry: terminate their sockets.
+    pub dead: Vec<HealthVerdict>,
+    /// Still registered: ping them.
+    pub to_ping: Vec<HealthVerdict>,
+}
+
+impl Hub {
+    pub fn new(options: Options) -> Arc<Self> {
+        Arc::new(Self {
+            registry: RwLock::new(Registry::new()),
+            options,
+            stats: Stats::default(),
+            shut_down: AtomicBool::new(false),
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Registry> {
+        // The registry holds plain data that stays consistent between statements, so a
+        // panic elsewhere while the lock was held does not make it unusable.
+        self.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    /// Marks the hub as shut down; returns `false` if it already was.
+    pub fn begin_shutdown(&self) -> bool {
+        !self.shut_down.swap(true, Ordering::AcqRel)
+    }
+
+    /// Handles one text message from connection `id` and returns the reply to send back to
+    /// it, if any.
+    pub fn handle_client_text(&self, id: &str, text: &str) -> Option<String> {
+        match protocol::parse(text) {
+            Command::Subscribe { id: req, channel } => {
+                let limit = self.options.max_subscriptions_per_connection;
+                match self.write().subscribe(id, &channel, Some(limit)) {
+                    SubscribeOutcome::Added | SubscribeOutcome::AlreadySubscribed => {
+                        debug!(conn_id = id, channel, "subscribed");
+                        Some(protocol::subscribed(req.as_ref(), &channel))
+                    }
+                    SubscribeOutcome::LimitReached => {
+                        warn!(conn_id = id, channel, limit, "subscription limit reached");
+                        Some(protocol::error(
+                            req.as_ref(),
+                            &format!("Subscription limit of {limit} channels reached"),
+                            codes::SUBSCRIPTION_LIMIT,
+                        ))
+                    }
+                    SubscribeOutcome::UnknownConnection => None,
+                }
+            }
+            Command::Unsubscribe { id: req, channel } => {
+                if !self.read().contains(id) {
+                    return None;
+                }
+                self.write().unsubscribe(id, &channel);
+                debug!(conn_id = id, channel, "unsubscribed");
+                Some(protocol::unsubscribed(req.as_ref(), &channel))
+            }
+            Command::Request { id: req } => Some(protocol::no_handler(req.as_ref())),
+            Command::Ping { id: req } => Some(protocol::pong(req.as_ref())),
+            Command::MissingChannel => None,
+            Command::InvalidChannel { id: req, problem } => {
+                warn!(conn_id = id, ?problem, "invalid channel name");
+                Some(protocol::error(
+                    req.as_ref(),
+                    problem.message(),
+                    codes::INVALID_CHANNEL,
+                ))
+            }
+            Command::Unknown { kind } => {
+                warn!(conn_id = id, kind = kind.as_deref(), "unknown message type");
+                None
+            }
+            Command::Malformed => {
+                warn!(conn_id = id, "failed to parse message");
+                Some(protocol::parse_error())
+            }
+        }
+    }
+
+    /// Hands `text` to every native subscriber's outbox (never waiting) and collects the
+    /// JavaScript-socket subscribers into `js_targets` for the binding to send to.
+    /// Returns how many native subscribers accepted it.
+    pub fn deliver(
+        &self,
+        channel: &str,
+        text: &Utf8Bytes,
+        js_targets: &mut Vec<Subscriber>,
+    ) -> u64 {
+        let registry = self.read();
+        let mut queued = 0;
+        for subscriber in registry.subscribers(channel) {
+            match &subscriber.transport {
+                Transport::Js => js_targets.push(subscriber.clone()),
+                Transport::Native(outbox) => match outbox.push(Message::Text(text.clone())) {
+                    Push::Queued => queued += 1,
+                    Push::OverCap => {
+                        self.stats.record_slow_consumer();
+                        warn!(
+                            conn_id = &*subscriber.id,
+                            cap = self.options.max_buffered_bytes_per_connection,
+                            "slow consumer disconnected"
+                        );
+                    }
+                    Push::Closed => {}
+                },
+            }
+        }
+        queued
+    }
+
+    /// One health-check tick: removes peers that missed the previous ping. Native ones are
+    /// terminated and pinged here; JavaScript ones are returned for the binding to handle
+    /// on the JavaScript thread.
+    pub fn health_tick(&self) -> JsHealthWork {
+        let (dead, to_ping) = self.write().health_tick();
+        let mut work = JsHealthWork::default();
+        for verdict in dead {
+            warn!(conn_id = &*verdict.id, "dead connection removed");
+            self.stats.record_dead_peer();
+            match &verdict.transport {
+                Transport::Native(outbox) => outbox.close(CloseReason::Gone),
+                Transport::Js => work.dead.push(verdict),
+            }
+        }
+        for verdict in to_ping {
+            match &verdict.transport {
+                Transport::Native(outbox) => {
+                    outbox.push_control(Message::Ping(Default::default()));
+                }
+                Transport::Js => work.to_ping.push(verdict),
+            }
+        }
+        work
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Outbox;
+
+    fn hub_with(ids: &[&str]) -> Arc<Hub> {
+        let hub = Hub::new(Options::default());
+        for id in ids {
+            hub.write().add(id, Transport::Js);
+        }
+        hub
+    }
+
+    #[test]
+    fn subscribe_message_subscribes_and_answers() {
+        let hub = hub_with(&["a"]);
+        let reply =
+            hub.handle_client_text("a", r#"{"type":"subscribe","channel":"files","id":"7"}"#);
+        assert_eq!(
+            reply.as_deref(),
+            Some(
+                r#"{"type":"response","id":"7","data":{"status":"subscribed","channel":"files"}}"#
+            )
+        );
+        assert_eq!(hub.read().subscriber_count("files"), 1);
+    }
+
+    #[test]
+    fn subscription_limit_answers_with_a_code_and_keeps_the_connection() {
+        let hub = Hub::new(Options {
+            max_subscriptions_per_connection: 1,
+            ..Options::default()
+        });
+        hub.write().add("a", Transport::Js);
+        hub.handle_client_text("a", r#"{"type":"subscribe","channel":"one"}"#);
+        let reply = hub
+            .handle_client_text("a", r#"{"type":"subscribe","channel":"two","id":2}"#)
+            .unwrap_or_default();
+        assert!(reply.contains(r#""code":"SUBSCRIPTION_LIMIT""#), "{reply}");
+        assert!(reply.contains(r#""id":2"#));
+        assert!(hub.read().contains("a"));
+        assert_eq!(hub.read().channels_of("a").len(), 1);
+    }
+
+    #[test]
+    fn messages_from_a_removed_connection_change_nothing() {
+        let hub = hub_with(&[]);
+        assert_eq!(
+            hub.handle_client_text("gone", r#"{"type":"subscribe","channel":"files"}"#),
+            None
+        );
+        assert_eq!(hub.read().counts().channels, 0);
+    }
+
+    #[test]
+    fn deliver_splits_js_and_native_subscribers() {
+        let hub = hub_with(&["js"]);
+        let outbox = Arc::new(Outbox::new(1024));
+        hub.write()
+            .add("native", Transport::Native(Arc::clone(&outbox)));
+        hub.write().subscribe("js", "files", None);
+        hub.write().subscribe("native", "files", None);
+        let mut js = Vec::new();
+        let queued = hub.deliver("files", &Utf8Bytes::from_static("hello"), &mut js);
+        assert_eq!(queued, 1);
+        assert_eq!(js.len(), 1);
+        assert_eq!(outbox.queued_bytes(), 5);
+    }
+
+    #[test]
+    fn deliver_counts_a_slow_consumer_once() {
+        let hub = hub_with(&[]);
+        let outbox = Arc::new(Outbox::new(8));
+        hub.write()
+            .add("slow", Transport::Native(Arc::clone(&outbox)));
+        hub.write().subscribe("slow", "files", None);
+        let text = Utf8Bytes::from_static("12345");
+        let mut js = Vec::new();
+        hub.deliver("files", &text, &mut js);
+        hub.deliver("files", &text, &mut js);
+        hub.deliver("files", &text, &mut js);
+        assert_eq!(hub.stats().snapshot().slow_consumer_disconnects, 1);
+        assert_eq!(outbox.closed(), Some(CloseReason::SlowConsumer));
+    }
+
+    #[test]
+    fn health_tick_pings_natives_and_returns_js_work() {
+        let hub = hub_with(&["js"]);
+        let outbox = Arc::new(Outbox::new(1024));
+        hub.write()
+            .add("native", Transport::Native(Arc::clone(&outbox)));
+        let first = hub.health_tick();
+        assert_eq!(first.to_ping.len(), 1);
+        assert!(first.dead.is_empty());
+        let second = hub.health_tick();
+        assert_eq!(second.dead.len(), 1);
+        assert_eq!(outbox.closed(), Some(CloseReason::Gone));
+        assert_eq!(hub.stats().snapshot().dead_peers_removed, 2);
+    }
+}

@@ -1,0 +1,51 @@
+//! Every limit of a manager: a named default with its reason, in one place.
+//!
+//! The binding fills [`Options`] from the JavaScript options object; the core never reads
+//! JavaScript. The README lists each option with the default given here.
+
+use std::time::Duration;
+
+/// How often the health check pings every connection. A peer that has not answered the
+/// previous ping by the next tick is terminated, so a silent peer is gone within two
+/// intervals (the original module's behaviour).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Largest inbound message (and frame). Client messages are small JSON commands; 64 KiB
+/// leaves room for request payloads while keeping a hostile peer from making the server
+/// buffer megabytes per connection.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Largest number of channels one client may subscribe to through the protocol. The six
+/// built-in channels plus custom ones fit many times over; the cap bounds the subscription
+/// index a single client can grow.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 128;
+
+/// Outbound bytes a native connection may have queued before it is disconnected as a slow
+/// consumer. 1 MiB is thousands of typical events: a healthy reader never gets near it,
+/// and 10 000 stuck readers still cost at most 10 GiB only in the worst case the operator
+/// chose by raising it.
+pub const DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION: usize = 1024 * 1024;
+
+/// Longest channel name a client may use, in UTF-8 bytes.
+pub const MAX_CHANNEL_NAME_BYTES: usize = 128;
+
+/// The limits and timers of one manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `None` disables the health check.
+    pub ping_interval: Option<Duration>,
+    pub max_payload_bytes: usize,
+    pub max_subscriptions_per_connection: usize,
+    pub max_buffered_bytes_per_connection: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            ping_interval: Some(DEFAULT_PING_INTERVAL),
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            max_buffered_bytes_per_connection: DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION,
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! A native connection's outbound queue: bounded in bytes, drained in batches.
+//!
+//! Slow-consumer policy (the one place it is implemented): data messages are admitted while
+//! the queued bytes stay within the connection's cap. The message that would cross the cap
+//! is not queued; instead the outbox closes with [`CloseReason::SlowConsumer`], the writer
+//! sends close code 4008 and ends the connection. The producer (a broadcast) never waits and
+//! never grows a queue past the cap, and every other subscriber is unaffected. Control
+//! messages (ping, pong, close) bypass the cap: they are tiny, bounded in number by the
+//! protocol, and dropping them would break the connection's health and shutdown.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Why an outbox stopped accepting messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The queue would have crossed its byte cap.
+    SlowConsumer,
+    /// The server closes the connection (removeConnection, shutdown, a protocol error).
+    Server { code: u16 },
+    /// The peer is gone or the socket failed; nothing more can be written.
+    Gone,
+}
+
+/// What happened to a pushed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    Queued,
+    /// This push crossed the cap: the outbox is now closed as a slow consumer.
+    OverCap,
+    /// The outbox was already closed; the message was dropped.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Message>,
+    data_bytes: usize,
+    closed: Option<CloseReason>,
+}
+
+/// The bounded queue between producers (broadcasts, protocol replies) and a connection's
+/// writer task.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    wake_writer: Notify,
+    cap_bytes: usize,
+}
+
+impl Outbox {
+    pub fn new(cap_bytes: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            wake_writer: Notify::new(),
+            cap_bytes,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain data behind; keep using it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a data message (text or binary) under the byte cap.
+    pub fn push(&self, message: Message) -> Push {
+        let size = message.len();
+        let outcome = {
+            let mut state = self.lock();
+            if state.closed.is_some() {
+                return Push::Closed;
+            }
+            if state.data_bytes + size > self.cap_bytes {
+                state.closed = Some(CloseReason::SlowConsumer);
+                Push::OverCap
+            } else {
+                state.data_bytes += size;
+                state.queue.push_back(message);
+                Push::Queued
+            }
+        };
+        self.wake_writer.notify_one();
+        outcome
+    }
+
+    /// Queues a control message; never refused for size, only once the outbox is closed.
+    pub fn push_control(&self, message: Message) -> Push {
+        {
+            let mut state = self.lock();
+            if state.closed.is_some() {
+                return Push::Closed;
+            }
+            state.queue.push_back(message);
+        }
+        self.wake_writer.notify_one();
+        Push::Queued
+    }
+
+    /// Stops accepting messages. The first reason given wins; what is already queued is
+    /// still handed to the writer, which then closes the connection.
+    pub fn close(&self, reason: CloseReason) {
+        {
+            let mut state = self.lock();
+            if state.closed.is_none() {
+                state.closed = Some(reason);
+            }
+        }
+        self.wake_writer.notify_one();
+    }
+
+    pub fn closed(&self) -> Option<CloseReason> {
+        self.lock().closed
+    }
+
+    /// Data bytes waiting to be written.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().data_bytes
+    }
+
+    /// Waits until there is something to write or the outbox is closed, then moves every
+    /// queued message into `batch`. Returns the close reason once the outbox is closed and
+    /// everything before the close has been handed over — except for a slow consumer, whose
+    /// queue is discarded at once.
+    pub async fn next_batch(&self, batch: &mut Vec<Message>) -> Option<CloseReason> {
+        loop {
+            let notified = self.wake_writer.notified();
+            {
+                let mut state = self.lock();
+                if state.closed == Some(CloseReason::SlowConsumer) {
+                    // The peer is not reading: what is queued would only wait behind it.
+                    state.queue.clear();
+                    state.data_bytes = 0;
+                    return state.closed;
+                }
+                if !state.queue.is_empty() {
+                    batch.extend(state.queue.drain(..));
+                    state.data_bytes = 0;
+                    return None;
+                }
+                if let Some(reason) = state.closed {
+                    return Some(reason);
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(len: usize) -> Message {
+        Message::text("x".repeat(len))
+    }
+
+    #[test]
+    fn admits_messages_up_to_the_cap_exactly() {
+        let outbox = Outbox::new(10);
+        assert_eq!(outbox.push(text(6)), Push::Queued);
+        assert_eq!(outbox.push(text(4)), Push::Queued);
+        assert_eq!(outbox.queued_bytes(), 10);
+        assert_eq!(outbox.closed(), None);
+    }
+
+    #[test]
+    fn the_message_crossing_the_cap_closes_as_slow_consumer() {
+        let outbox = Outbox::new(10);
+        outbox.push(text(6));
+        assert_eq!(outbox.push(text(5)), Push::OverCap);
+        assert_eq!(outbox.closed(), Some(CloseReason::SlowConsumer));
+        assert_eq!(outbox.push(text(1)), Push::Closed);
+        assert_eq!(outbox.queued_bytes(), 6);
+    }
+
+    #[test]
+    fn control_messages_bypass_the_cap() {
+        let outbox = Outbox::new(4);
+        outbox.push(text(4));
+        assert_eq!(
+            outbox.push_control(Message::Ping(Vec::new().into())),
+            Push::Queued
+        );
+        assert_eq!(outbox.closed(), None);
+    }
+
+    #[tokio::test]
+    async fn writer_gets_everything_queued_in_one_batch_then_the_close() {
+        let outbox = Outbox::new(100);
+        outbox.push(text(1));
+        outbox.push(text(2));
+        outbox.close(CloseReason::Server { code: 1001 });
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, None);
+        assert_eq!(batch.len(), 2);
+        assert_eq!(outbox.queued_bytes(), 0);
+        batch.clear();
+        assert_eq!(
+            outbox.next_batch(&mut batch).await,
+            Some(CloseReason::Server { code: 1001 })
+        );
+    }
+
+    #[tokio::test]
+    async fn writer_wakes_when_a_message_arrives_later() {
+        let outbox = std::sync::Arc::new(Outbox::new(100));
+        let writer = {
+            let outbox = std::sync::Arc::clone(&outbox);
+            tokio::spawn(async move {
+                let mut batch = Vec::new();
+                outbox.next_batch(&mut batch).await;
+                batch.len()
+            })
+        };
+        tokio::task::yield_now().await;
+        outbox.push(text(3));
+        assert_eq!(writer.await.ok(), Some(1));
+    }
+}

@@ -1,0 +1,32 @@
+//! The internal tokio runtime that every background task of the addon runs on.
+//!
+//! One runtime per process, started on first use. Its worker threads hold no libuv handle,
+//! so they never keep Node's event loop alive by themselves; what must keep the process
+//! alive (a listener, an open native connection) does so explicitly through the binding.
+
+use std::sync::OnceLock;
+
+use tokio::runtime::{Builder, Handle, Runtime};
+
+/// Worker threads: fan-out and socket I/O are the work; two threads saturate the two cores
+/// this is built for without contending with Node's own thread.
+const WORKER_THREADS: usize = 2;
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// The shared runtime's handle, starting the runtime on first call.
+pub fn handle() -> Handle {
+    RUNTIME
+        .get_or_init(|| {
+            Builder::new_multi_thread()
+                .worker_threads(WORKER_THREADS)
+                .thread_name("cluso-ws")
+                .enable_all()
+                .build()
+                // Without threads or timers the addon cannot work at all; there is no
+                // degraded mode to fall back to.
+                .unwrap_or_else(|error| panic!("cluso-ws: cannot start its runtime: {error}"))
+        })
+        .handle()
+        .clone()
+}

@@ -1,0 +1,68 @@
+//! Counters a manager keeps for `getStats()`. Relaxed atomics: each counter is monotonic
+//! and read as a snapshot, so no ordering between them is promised.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Monotonic counters, shared by the JavaScript thread and the runtime's tasks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    broadcasts: AtomicU64,
+    messages_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    send_failures: AtomicU64,
+    slow_consumer_disconnects: AtomicU64,
+    rejected_handshakes: AtomicU64,
+    dead_peers_removed: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub broadcasts: u64,
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+    pub send_failures: u64,
+    pub slow_consumer_disconnects: u64,
+    pub rejected_handshakes: u64,
+    pub dead_peers_removed: u64,
+}
+
+impl Stats {
+    pub fn record_broadcast(&self) {
+        self.broadcasts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_sent(&self, messages: u64, bytes: u64) {
+        self.messages_sent.fetch_add(messages, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn record_send_failures(&self, count: u64) {
+        self.send_failures.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub fn record_slow_consumer(&self) {
+        self.slow_consumer_disconnects
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_rejected_handshake(&self) {
+        self.rejected_handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_dead_peer(&self) {
+        self.dead_peers_removed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            broadcasts: self.broadcasts.load(Ordering::Relaxed),
+            messages_sent: self.messages_sent.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            send_failures: self.send_failures.load(Ordering::Relaxed),
+            slow_consumer_disconnects: self.slow_consumer_disconnects.load(Ordering::Relaxed),
+            rejected_handshakes: self.rejected_handshakes.load(Ordering::Relaxed),
+            dead_peers_removed: self.dead_peers_removed.load(Ordering::Relaxed),
+        }
+    }
+}
