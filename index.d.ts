@@ -56,6 +56,20 @@ export declare class EventBroadcaster {
   emit(channel: string, data: unknown): void
 }
 
+/** A socket owned by the native core, as `getConnections()` shows it. */
+export declare class NativeSocket {
+  /** `1` (OPEN) while the connection is registered, else `3` (CLOSED). */
+  get readyState(): number
+  /** Queues a text message. */
+  send(data: string): void
+  /** Sends a ping frame. */
+  ping(): void
+  /** Closes with a close frame (`code`, default 1000) after what is queued. */
+  close(code?: number | undefined | null): void
+  /** Drops the TCP connection at once. */
+  terminate(): void
+}
+
 /**
  * Manages WebSocket connections, their channel subscriptions, and broadcasting.
  *
@@ -118,6 +132,21 @@ export declare class WebSocketManager {
    * (`ERR_CLUSO_SHUT_DOWN`).
    */
   shutdown(): void
+  /**
+   * Accepts WebSocket connections on a port of the manager's own. Resolves to the bound
+   * address once listening. The process stays alive while the listener (or any native
+   * connection) exists, until `shutdown()`.
+   */
+  listen(options?: ListenOptions | undefined | null): Promise<ListenAddress>
+  /**
+   * Takes WebSocket upgrades on `path` from an existing `http.Server`, which keeps
+   * serving everything else on its port. Each upgrade's socket is handed to the native
+   * core. On TLS servers and on Windows, where a socket cannot be handed over, upgrades
+   * are accepted through the `ws` package (if installed) as JavaScript sockets instead.
+   */
+  attach(server: import('http').Server, options?: AttachOptions): void
+  /** The token clients must present when `options.token` is set, else `null`. */
+  get token(): string | null
 }
 
 /** Data of an `ai-response` event: one chunk of a streamed AI answer. */
@@ -127,6 +156,18 @@ export interface AIChunkEvent {
   index: number
   finished: boolean
   timestamp: string
+}
+
+/** How `attach()` takes upgrades from an existing `http.Server`. */
+export interface AttachOptions {
+  /**
+   * Upgrades on this path are handled; every other upgrade is left to the server's other
+   * `'upgrade'` listeners.
+   * @default '/ws'
+   */
+  path?: string
+  /** Sent to each client in the welcome message. */
+  cwd?: string
 }
 
 /** Severity of an LSP diagnostic. */
@@ -158,6 +199,33 @@ export interface GitEvent {
 
 /** Which git operation happened. */
 export type GitEventType = 'status' | 'commit' | 'push' | 'pull' | 'branch'
+
+/** Where a listener is bound. */
+export interface ListenAddress {
+  port: number
+  host: string
+}
+
+/** Where `listen()` accepts connections. */
+export interface ListenOptions {
+  /**
+   * TCP port; `0` picks a free one (read it from the result).
+   * @default 0
+   */
+  port?: number
+  /**
+   * Address to bind. Loopback by default: the server is for this machine.
+   * @default '127.0.0.1'
+   */
+  host?: string
+  /**
+   * The only path upgrades are accepted on (other paths get 404).
+   * @default '/ws'
+   */
+  path?: string
+  /** Sent to each client in the welcome message. */
+  cwd?: string
+}
 
 /** One diagnostic from a language server. */
 export interface LSPDiagnostic {
@@ -200,6 +268,29 @@ export interface ManagerOptions {
    * @default 1048576
    */
   maxBufferedBytesPerConnection?: number
+  /**
+   * Origins admitted on native connections. By default: requests without an `Origin`
+   * header, and origins whose host is `localhost`, `127.0.0.1` or `[::1]` (any port) or
+   * the request's own `Host`. A list switches to exact matches of scheme, host and port;
+   * `['*']` admits every origin. Refusals answer 403.
+   * @default undefined (loopback and same-host origins)
+   */
+  allowedOrigins?: Array<string>
+  /**
+   * Extra host names the `Host` header may name on a loopback connection (a defence
+   * against DNS rebinding); `.example.com` admits a domain and its subdomains, `['*']`
+   * turns the check off. Refusals answer 403.
+   * @default undefined (loopback names only)
+   */
+  allowedHosts?: Array<string>
+  /**
+   * Require a secret token on every native upgrade: `true` generates a random 256-bit
+   * token (read it from `manager.token`), a string uses that token. Clients present it
+   * as `Authorization: Bearer <token>`, as a `Sec-WebSocket-Protocol` entry
+   * `cluso-token.<token>`, or as a `token` query parameter. Refusals answer 401.
+   * @default false
+   */
+  token?: boolean | string
 }
 
 /** Counters and gauges of a manager, as returned by `getStats()`. */

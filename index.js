@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.EventBroadcaster = nativeBinding.EventBroadcaster
+module.exports.NativeSocket = nativeBinding.NativeSocket
 module.exports.WebSocketManager = nativeBinding.WebSocketManager
 module.exports.DiagnosticSeverity = nativeBinding.DiagnosticSeverity
 module.exports.FileEventType = nativeBinding.FileEventType

@@ -5,8 +5,12 @@
 //! Locking: the registry sits behind one `RwLock`. No lock is ever held across an `.await`
 //! or across a call into JavaScript; callers copy what they need out and let go.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
 
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, warn};
@@ -20,13 +24,61 @@ use crate::stats::Stats;
 /// Close code sent to a subscriber whose outbound queue crossed its cap.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 
+/// Told when the number of live native resources (listeners, attachments, native
+/// connections) crosses zero, so the host can keep its process alive while any exist.
+pub trait Lifeline: Send + Sync {
+    fn active_changed(&self, active: usize);
+}
+
+/// Counts one live native resource while it exists.
+pub struct ActiveGuard {
+    hub: Arc<Hub>,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        let now = self.hub.active.fetch_sub(1, Ordering::AcqRel) - 1;
+        if now == 0 {
+            if let Some(lifeline) = self.hub.lifeline.get() {
+                lifeline.active_changed(0);
+            }
+        }
+    }
+}
+
 /// Shared state of one `WebSocketManager`.
-#[derive(Debug)]
 pub struct Hub {
     registry: RwLock<Registry>,
     options: Options,
     stats: Stats,
     shut_down: AtomicBool,
+    /// Cancelled by `shutdown()`: every listener, handshake and native connection ends.
+    shutdown: CancellationToken,
+    active: AtomicUsize,
+    lifeline: OnceLock<Arc<dyn Lifeline>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("options", &self.options)
+            .field("shut_down", &self.is_shut_down())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new connection id in the original module's format: `conn-<ms since epoch>-<9 base36>`.
+pub fn new_connection_id() -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let mut rng = rand::rng();
+    let suffix: String = (0..9)
+        .map(|_| DIGITS[rng.random_range(0..DIGITS.len())] as char)
+        .collect();
+    format!("conn-{millis}-{suffix}")
 }
 
 /// The result of one health-check tick for the sockets the runtime cannot reach itself.
@@ -45,7 +97,38 @@ impl Hub {
             options,
             stats: Stats::default(),
             shut_down: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
+            active: AtomicUsize::new(0),
+            lifeline: OnceLock::new(),
         })
+    }
+
+    /// Installs the host's lifeline; only the first call has an effect.
+    pub fn set_lifeline(&self, lifeline: Arc<dyn Lifeline>) {
+        let _ = self.lifeline.set(lifeline);
+    }
+
+    /// Counts a live native resource until the guard is dropped.
+    pub fn active_guard(self: &Arc<Self>) -> ActiveGuard {
+        let now = self.active.fetch_add(1, Ordering::AcqRel) + 1;
+        if now == 1 {
+            if let Some(lifeline) = self.lifeline.get() {
+                lifeline.active_changed(1);
+            }
+        }
+        ActiveGuard {
+            hub: Arc::clone(self),
+        }
+    }
+
+    /// Live native resources right now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the manager shuts down.
+    pub fn shutdown_signal(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.shutdown.cancelled()
     }
 
     pub fn options(&self) -> &Options {
@@ -70,9 +153,12 @@ impl Hub {
         self.shut_down.load(Ordering::Acquire)
     }
 
-    /// Marks the hub as shut down; returns `false` if it already was.
+    /// Marks the hub as shut down and signals every native task; returns `false` if it
+    /// already was.
     pub fn begin_shutdown(&self) -> bool {
-        !self.shut_down.swap(true, Ordering::AcqRel)
+        let first = !self.shut_down.swap(true, Ordering::AcqRel);
+        self.shutdown.cancel();
+        first
     }
 
     /// Handles one text message from connection `id` and returns the reply to send back to

@@ -23,5 +23,6 @@ pub mod protocol;
 pub mod registry;
 pub mod runtime;
 pub mod stats;
+pub mod transport;
 
 mod binding;

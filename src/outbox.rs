@@ -25,6 +25,13 @@ pub enum CloseReason {
     Gone,
 }
 
+impl CloseReason {
+    /// Whether pending writes are abandoned rather than finished.
+    pub fn is_hard(self) -> bool {
+        matches!(self, CloseReason::SlowConsumer | CloseReason::Gone)
+    }
+}
+
 /// What happened to a pushed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
@@ -48,6 +55,8 @@ struct State {
 pub struct Outbox {
     state: Mutex<State>,
     wake_writer: Notify,
+    /// Wakes a writer stuck on a peer that stopped reading once the connection must end.
+    hard_close: Notify,
     cap_bytes: usize,
 }
 
@@ -56,6 +65,7 @@ impl Outbox {
         Self {
             state: Mutex::new(State::default()),
             wake_writer: Notify::new(),
+            hard_close: Notify::new(),
             cap_bytes,
         }
     }
@@ -77,6 +87,7 @@ impl Outbox {
             }
             if state.data_bytes + size > self.cap_bytes {
                 state.closed = Some(CloseReason::SlowConsumer);
+                self.hard_close.notify_waiters();
                 Push::OverCap
             } else {
                 state.data_bytes += size;
@@ -111,6 +122,22 @@ impl Outbox {
             }
         }
         self.wake_writer.notify_one();
+        if reason.is_hard() {
+            self.hard_close.notify_waiters();
+        }
+    }
+
+    /// Resolves once the connection must end without finishing its writes: a slow
+    /// consumer, or a peer that is gone.
+    pub async fn hard_closed(&self) {
+        loop {
+            // Registered before the check, so a close in between still wakes it.
+            let notified = self.hard_close.notified();
+            if self.closed().is_some_and(CloseReason::is_hard) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub fn closed(&self) -> Option<CloseReason> {
@@ -204,6 +231,24 @@ mod tests {
             outbox.next_batch(&mut batch).await,
             Some(CloseReason::Server { code: 1001 })
         );
+    }
+
+    #[tokio::test]
+    async fn hard_close_wakes_a_stuck_writer_but_a_server_close_does_not() {
+        let outbox = std::sync::Arc::new(Outbox::new(4));
+        let waiter = {
+            let outbox = std::sync::Arc::clone(&outbox);
+            tokio::spawn(async move { outbox.hard_closed().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        outbox.push(text(5));
+        assert!(waiter.await.is_ok());
+        let graceful = Outbox::new(4);
+        graceful.close(CloseReason::Server { code: 1000 });
+        let pending =
+            tokio::time::timeout(std::time::Duration::from_millis(20), graceful.hard_closed());
+        assert!(pending.await.is_err());
     }
 
     #[tokio::test]

@@ -321,8 +321,14 @@ mod tests {
             check_channel_name(&"a".repeat(129)),
             Err(ChannelProblem::TooLong)
         );
-        assert_eq!(check_channel_name("a\nb"), Err(ChannelProblem::BadCharacter));
-        assert_eq!(check_channel_name("a\u{85}b"), Err(ChannelProblem::BadCharacter));
+        assert_eq!(
+            check_channel_name("a\nb"),
+            Err(ChannelProblem::BadCharacter)
+        );
+        assert_eq!(
+            check_channel_name("a\u{85}b"),
+            Err(ChannelProblem::BadCharacter)
+        );
         assert_eq!(check_channel_name("füles \"q\""), Ok(()));
         assert_eq!(check_channel_name("user:42/files@main#x"), Ok(()));
     }

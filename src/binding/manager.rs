@@ -8,13 +8,11 @@ use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use napi::bindgen_prelude::{Function, FunctionCallContext, Unknown};
-use napi::threadsafe_function::ThreadsafeFunctionCallMode;
+use napi::bindgen_prelude::{Function, FunctionCallContext, JavaScriptClassExt, Unknown};
 use napi::{Env, JsValue, Status};
 use napi_derive::napi;
-use rand::Rng;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{debug, error, info, warn};
@@ -23,8 +21,11 @@ use super::error::{self, ErrorKind};
 use super::js::{Js, Raw};
 use super::js_socket::{self, JsSockets, Sent};
 use super::json::Stringify;
+use super::lifetime::{KeepAlive, Waker};
+use super::native::{Attachment, NativeSocket};
 use super::options::ManagerOptions;
 use crate::envelope;
+use crate::handshake::HandshakePolicy;
 use crate::hub::{Hub, JsHealthWork};
 use crate::outbox::CloseReason;
 use crate::protocol;
@@ -33,12 +34,18 @@ use crate::runtime;
 
 /// JavaScript-thread state shared by the manager and the listeners it installs on sockets.
 /// Listeners hold it weakly: a socket never keeps a discarded manager alive.
-struct Shared {
-    hub: Arc<Hub>,
+pub(super) struct Shared {
+    pub(super) hub: Arc<Hub>,
     sockets: JsSockets,
     stringify: Stringify,
     /// Health-check verdicts for JavaScript sockets, handed over by the runtime's timer.
     pending_health: Arc<Mutex<JsHealthWork>>,
+    /// Wakes this thread from the runtime; set once, right after construction.
+    waker: RefCell<Option<Arc<Waker>>>,
+    keep_alive: KeepAlive,
+    /// Origin, Host and token rules for every listener and attachment; each sets its path.
+    pub(super) policy: HandshakePolicy,
+    pub(super) attachments: RefCell<Vec<Attachment>>,
 }
 
 /// Manages WebSocket connections, their channel subscriptions, and broadcasting.
@@ -47,7 +54,7 @@ struct Shared {
 /// object (`ws` package sockets or mocks) through `addConnection` / `handleConnection`.
 #[napi]
 pub struct WebSocketManager {
-    shared: Rc<Shared>,
+    pub(super) shared: Rc<Shared>,
     health_task: RefCell<Option<JoinHandle<()>>>,
 }
 
@@ -78,19 +85,6 @@ pub struct ManagerStats {
     pub rejected_handshakes: f64,
     /// Peers removed by the health check.
     pub dead_peers_removed: f64,
-}
-
-fn connection_id() -> String {
-    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    let mut rng = rand::rng();
-    let suffix: String = (0..9)
-        .map(|_| DIGITS[rng.random_range(0..DIGITS.len())] as char)
-        .collect();
-    format!("conn-{millis}-{suffix}")
 }
 
 /// Runs a listener body, keeping a panic inside the addon.
@@ -144,6 +138,19 @@ impl Shared {
             if let Err(error) = self.send_text(js, key, &reply) {
                 warn!(conn_id = id, %error, "reply not sent");
             }
+        }
+    }
+
+    /// Runs on the JavaScript thread whenever a runtime task wakes it.
+    fn on_wake(&self, env: &Env) {
+        self.run_health_work(Js::new(env));
+        self.reconcile_keep_alive(env);
+    }
+
+    /// Holds the process open exactly while native resources are live.
+    pub(super) fn reconcile_keep_alive(&self, env: &Env) {
+        if let Err(error) = self.keep_alive.hold(env, self.hub.active() > 0) {
+            warn!(%error, "cannot change the keep-alive timer");
         }
     }
 
@@ -300,22 +307,27 @@ impl WebSocketManager {
         js_socket::listen(Js::new(env), ws, "message", on_message.raw())
     }
 
-    fn start_health_check(&self, env: &Env, interval: Duration) -> napi::Result<()> {
+    /// Creates the waker through which runtime tasks reach this thread.
+    fn install_waker(&self, env: &Env) -> napi::Result<Arc<Waker>> {
         let shared = Rc::downgrade(&self.shared);
-        let sweep: Function<(), ()> =
-            env.create_function_from_closure("healthCheck", move |ctx: FunctionCallContext| {
-                guarded("health", || {
+        let on_wake: Function<(), ()> =
+            env.create_function_from_closure("clusoWake", move |ctx: FunctionCallContext| {
+                guarded("wake", || {
                     if let Some(shared) = shared.upgrade() {
-                        shared.run_health_work(Js::new(ctx.env));
+                        shared.on_wake(ctx.env);
                     }
                 });
                 Ok(())
             })?;
-        // Weak: a pending health check never keeps the Node process alive.
-        let wake_js = sweep
-            .build_threadsafe_function::<()>()
-            .weak::<true>()
-            .build_callback(|_ctx| Ok(()))?;
+        let waker = Arc::new(Waker::new(on_wake)?);
+        *self.shared.waker.borrow_mut() = Some(Arc::clone(&waker));
+        self.shared.hub.set_lifeline(waker.clone());
+        Ok(waker)
+    }
+
+    /// Ticks the health check on the runtime: native peers are pinged there; verdicts on
+    /// JavaScript sockets are handed to this thread through the waker.
+    fn start_health_check(&self, waker: Arc<Waker>, interval: Duration) {
         let hub = Arc::clone(&self.shared.hub);
         let pending = Arc::clone(&self.shared.pending_health);
         let task = runtime::handle().spawn(async move {
@@ -333,11 +345,10 @@ impl WebSocketManager {
                     slot.dead.extend(work.dead);
                     slot.to_ping.extend(work.to_ping);
                 }
-                wake_js.call((), ThreadsafeFunctionCallMode::NonBlocking);
+                waker.wake();
             }
         });
         *self.health_task.borrow_mut() = Some(task);
-        Ok(())
     }
 }
 
@@ -356,7 +367,7 @@ impl WebSocketManager {
         options: Option<ManagerOptions>,
     ) -> napi::Result<Self> {
         let _ = wss;
-        let options = options.unwrap_or_default().into_core().map_err(|message| {
+        let options = options.unwrap_or_default().parse().map_err(|message| {
             error::throw(
                 &env,
                 ErrorKind::RangeError,
@@ -364,19 +375,24 @@ impl WebSocketManager {
                 error::codes::INVALID_OPTION,
             )
         })?;
-        let ping_interval = options.ping_interval;
+        let ping_interval = options.core.ping_interval;
         let shared = Rc::new(Shared {
-            hub: Hub::new(options),
+            hub: Hub::new(options.core),
             sockets: JsSockets::default(),
             stringify: Stringify::capture(Js::new(&env))?,
             pending_health: Arc::default(),
+            waker: RefCell::new(None),
+            keep_alive: KeepAlive::default(),
+            policy: options.policy,
+            attachments: RefCell::default(),
         });
         let manager = Self {
             shared,
             health_task: RefCell::new(None),
         };
+        let waker = manager.install_waker(&env)?;
         if let Some(interval) = ping_interval {
-            manager.start_health_check(&env, interval)?;
+            manager.start_health_check(waker, interval);
         }
         Ok(manager)
     }
@@ -538,14 +554,15 @@ impl WebSocketManager {
     pub fn get_connections(&self, env: Env) -> napi::Result<Unknown<'_>> {
         let shared = self.open(&env)?;
         let js = Js::new(&env);
-        let rows: Vec<(RecordKey, String, Vec<String>, bool)> = shared
+        let rows: Vec<(RecordKey, String, Vec<String>, bool, bool)> = shared
             .hub
             .read()
             .connections()
             .into_iter()
             .map(|c| {
                 let channels = c.channels.iter().map(|ch| ch.to_string()).collect();
-                (c.key, c.id.to_string(), channels, c.alive)
+                let native = c.transport.is_native();
+                (c.key, c.id.to_string(), channels, c.alive, native)
             })
             .collect();
         let global = js.global();
@@ -556,9 +573,14 @@ impl WebSocketManager {
             .get(global, c"Set")
             .map_err(|_| napi::Error::from_reason("no Set"))?;
         let map = construct(js, map_class, &[])?;
-        for (key, id, channels, alive) in rows {
+        for (key, id, channels, alive, native) in rows {
             let record = js.create_object()?;
-            let ws = shared.sockets.ws(js, key).unwrap_or_else(|| js.undefined());
+            let ws = if native {
+                let socket = NativeSocket::new(&shared.hub, id.clone(), key);
+                socket.into_instance(&env)?.raw()
+            } else {
+                shared.sockets.ws(js, key).unwrap_or_else(|| js.undefined())
+            };
             js.set(record, c"ws", ws)?;
             let raw_id = js.create_string(&id)?;
             js.set(record, c"id", raw_id)?;
@@ -613,7 +635,7 @@ impl WebSocketManager {
         ws: Unknown,
         cwd: Option<String>,
     ) -> napi::Result<()> {
-        let id = connection_id();
+        let id = crate::hub::new_connection_id();
         let key = self.register(&env, ws.raw(), &id)?;
         self.install_message_listener(&env, ws.raw(), &id, key)?;
         info!(conn_id = &*id, "connection established");
@@ -654,6 +676,9 @@ impl WebSocketManager {
         }
         self.stop_health_check();
         let js = Js::new(&env);
+        for attachment in self.shared.attachments.take() {
+            attachment.detach(js);
+        }
         let connections = self.shared.hub.write().drain();
         for connection in connections {
             match connection.transport {

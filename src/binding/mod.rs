@@ -6,8 +6,10 @@ mod error;
 mod js;
 mod js_socket;
 mod json;
+mod lifetime;
 mod logging;
 mod manager;
+mod native;
 mod options;
 mod types;
 

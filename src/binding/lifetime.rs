@@ -1,0 +1,106 @@
+//! How the addon keeps — and stops keeping — the Node process alive.
+//!
+//! - [`Waker`]: a *weak* threadsafe function through which runtime tasks ask the JavaScript
+//!   thread to apply pending work (health-check verdicts, keep-alive changes). Weak, so a
+//!   pending wake never holds the process open by itself.
+//! - [`KeepAlive`]: a referenced JavaScript timer that holds the process open while the
+//!   manager has live native resources (a listener, a native connection), like a listening
+//!   `http.Server` does, and is unreferenced when the last one ends.
+
+use std::cell::{Cell, RefCell};
+
+use napi::bindgen_prelude::Function;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Status};
+
+use super::js::{Called, Js, JsRef};
+use crate::hub::Lifeline;
+
+type WakeFn = ThreadsafeFunction<(), (), (), Status, false, true>;
+
+/// Schedules a callback on the JavaScript thread from any thread.
+pub struct Waker {
+    wake: WakeFn,
+}
+
+impl Waker {
+    /// Wraps `on_wake`, a function created on the JavaScript thread.
+    pub fn new(on_wake: Function<(), ()>) -> napi::Result<Self> {
+        let wake = on_wake
+            .build_threadsafe_function::<()>()
+            .weak::<true>()
+            .build_callback(|_ctx| Ok(()))?;
+        Ok(Self { wake })
+    }
+
+    pub fn wake(&self) {
+        self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
+impl Lifeline for Waker {
+    fn active_changed(&self, _active: usize) {
+        self.wake();
+    }
+}
+
+/// A JavaScript interval timer used only for its effect on the event loop.
+#[derive(Default)]
+pub struct KeepAlive {
+    timer: RefCell<Option<JsRef>>,
+    held: Cell<bool>,
+}
+
+/// Long enough never to fire in practice; the timer exists to be referenced.
+const IDLE_INTERVAL_MS: f64 = 1_073_741_823.0;
+
+impl KeepAlive {
+    /// Holds the process open (`true`) or lets it exit (`false`).
+    pub fn hold(&self, env: &Env, hold: bool) -> napi::Result<()> {
+        if self.held.get() == hold {
+            return Ok(());
+        }
+        let js = Js::new(env);
+        if self.timer.borrow().is_none() {
+            if !hold {
+                return Ok(());
+            }
+            let timer = create_timer(env, js)?;
+            *self.timer.borrow_mut() = Some(js.create_reference(timer)?);
+            self.held.set(true);
+            return Ok(());
+        }
+        let method = if hold { c"ref" } else { c"unref" };
+        if let Some(timer) = self.timer.borrow().as_ref() {
+            if let Some(Called::Threw(error)) = js.call_method(timer.value(js), method, &[]) {
+                js.throw(error);
+                return Err(napi::Error::from_status(Status::PendingException));
+            }
+        }
+        self.held.set(hold);
+        Ok(())
+    }
+}
+
+fn create_timer(env: &Env, js: Js) -> napi::Result<super::js::Raw> {
+    let noop = env.create_function_from_closure::<(), (), _>("clusoKeepAlive", |_ctx| Ok(()))?;
+    let interval = unsafe {
+        let mut raw = std::ptr::null_mut();
+        napi::sys::napi_create_double(js.raw_env(), IDLE_INTERVAL_MS, &mut raw);
+        raw
+    };
+    let set_interval = js
+        .get(js.global(), c"setInterval")
+        .map_err(|_| napi::Error::from_reason("setInterval is not available"))?;
+    match js.call(js.global(), set_interval, &[noop_raw(&noop), interval]) {
+        Called::Returned(timer) => Ok(timer),
+        Called::Threw(error) => {
+            js.throw(error);
+            Err(napi::Error::from_status(Status::PendingException))
+        }
+    }
+}
+
+fn noop_raw(function: &Function<(), ()>) -> super::js::Raw {
+    napi::JsValue::raw(function)
+}

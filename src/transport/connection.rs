@@ -1,0 +1,203 @@
+//! One native connection, from the `101` to the closed socket.
+//!
+//! The connection is a single task running a reader and a writer side by side:
+//! - the reader answers protocol messages (through the outbox, like every other write),
+//!   records pongs, and turns protocol violations into the close code RFC 6455 asks for;
+//! - the writer drains everything the outbox holds, encodes it into one buffer and writes
+//!   it with one flush, so a burst of broadcasts costs few system calls.
+//!
+//! Whichever side ends first decides how the other one ends; the registry record goes when
+//! the task does.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, info, warn};
+
+use super::{CLOSE_GRACE, SHUTDOWN_DRAIN};
+use crate::hub::{new_connection_id, Hub, CLOSE_SLOW_CONSUMER};
+use crate::outbox::{CloseReason, Outbox};
+use crate::protocol;
+use crate::registry::{RecordKey, Transport};
+
+/// Close codes the server sends (RFC 6455 §7.4.1 and the application range).
+pub mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    pub const POLICY_VIOLATION: u16 = 1008;
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    pub const SLOW_CONSUMER: u16 = super::CLOSE_SLOW_CONSUMER;
+}
+
+/// How the reader side ended.
+enum ReadEnd {
+    /// The peer closed, or the socket ended.
+    Closed,
+    /// The peer broke the protocol; close with this code.
+    Violation(u16),
+}
+
+/// How the writer side ended.
+enum WriteEnd {
+    /// It sent a close frame; the peer's answer is awaited.
+    SentClose,
+    /// Nothing more can or should be written.
+    Abandoned,
+}
+
+/// Runs a connection until it is closed. `stream` has completed its handshake.
+pub async fn serve<S>(hub: Arc<Hub>, stream: WebSocketStream<S>, cwd: Option<Arc<str>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _alive = hub.active_guard();
+    let id = new_connection_id();
+    let outbox = Arc::new(Outbox::new(hub.options().max_buffered_bytes_per_connection));
+    let (key, _) = hub.write().add(&id, Transport::Native(Arc::clone(&outbox)));
+    info!(conn_id = &*id, "native connection established");
+    outbox.push(Message::text(protocol::welcome(&id, cwd.as_deref())));
+
+    let (sink, source) = stream.split();
+    let reader = read_loop(&hub, &id, key, &outbox, source);
+    let writer = write_loop(&outbox, sink);
+    tokio::pin!(reader, writer);
+
+    tokio::select! {
+        end = &mut reader => {
+            if let ReadEnd::Violation(code) = end {
+                outbox.close(CloseReason::Server { code });
+                let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
+            } else {
+                outbox.close(CloseReason::Gone);
+            }
+        }
+        end = &mut writer => {
+            if let WriteEnd::SentClose = end {
+                let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader).await;
+            }
+        }
+        () = hub.shutdown_signal() => {
+            outbox.close(CloseReason::Server { code: close_code::GOING_AWAY });
+            let _ = tokio::time::timeout(SHUTDOWN_DRAIN, async {
+                if let WriteEnd::SentClose = (&mut writer).await {
+                    let _ = (&mut reader).await;
+                }
+            })
+            .await;
+        }
+    }
+    if hub.write().remove_record(&id, key).is_some() {
+        info!(conn_id = &*id, "native connection closed");
+    }
+}
+
+async fn read_loop<S>(
+    hub: &Hub,
+    id: &str,
+    key: RecordKey,
+    outbox: &Outbox,
+    mut source: futures_util::stream::SplitStream<WebSocketStream<S>>,
+) -> ReadEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(item) = source.next().await {
+        let reply = match item {
+            Ok(Message::Text(text)) => hub.handle_client_text(id, text.as_str()),
+            // The original decoded every message with `data.toString()`; binary frames are
+            // read the same way.
+            Ok(Message::Binary(bytes)) => {
+                hub.handle_client_text(id, &String::from_utf8_lossy(&bytes))
+            }
+            Ok(Message::Pong(_)) => {
+                hub.write().mark_alive(id, key);
+                None
+            }
+            Ok(Message::Close(_)) => None,
+            Ok(Message::Ping(_) | Message::Frame(_)) => None,
+            Err(error) => return classify(id, error),
+        };
+        if let Some(reply) = reply {
+            outbox.push(Message::text(reply));
+        }
+    }
+    ReadEnd::Closed
+}
+
+/// The close code for a read error, or a plain end for I/O errors and closed sockets.
+fn classify(id: &str, error: WsError) -> ReadEnd {
+    let code = match &error {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => close_code::MESSAGE_TOO_BIG,
+        WsError::Capacity(_) => close_code::MESSAGE_TOO_BIG,
+        WsError::Utf8(_) => close_code::INVALID_PAYLOAD,
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+        | WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Io(_) => {
+            debug!(conn_id = id, %error, "socket ended");
+            return ReadEnd::Closed;
+        }
+        WsError::Protocol(_) => close_code::PROTOCOL_ERROR,
+        _ => close_code::PROTOCOL_ERROR,
+    };
+    warn!(conn_id = id, %error, code, "protocol violation; closing");
+    ReadEnd::Violation(code)
+}
+
+async fn write_loop<S>(
+    outbox: &Outbox,
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+) -> WriteEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut batch = Vec::new();
+    loop {
+        let closing = outbox.next_batch(&mut batch).await;
+        if !batch.is_empty() {
+            let write = async {
+                for message in batch.drain(..) {
+                    sink.feed(message).await?;
+                }
+                sink.flush().await
+            };
+            tokio::select! {
+                written = write => if written.is_err() { return WriteEnd::Abandoned },
+                () = outbox.hard_closed() => {}
+            }
+            batch.clear();
+        }
+        match closing.or_else(|| outbox.closed().filter(|reason| reason.is_hard())) {
+            None => {}
+            Some(CloseReason::Gone) => return WriteEnd::Abandoned,
+            Some(CloseReason::SlowConsumer) => {
+                // The peer is not reading, so this may never leave; try briefly.
+                let frame = close_frame(close_code::SLOW_CONSUMER, "slow consumer");
+                let _ = tokio::time::timeout(CLOSE_GRACE / 10, sink.send(frame)).await;
+                return WriteEnd::Abandoned;
+            }
+            Some(CloseReason::Server { code }) => {
+                let frame = close_frame(code, "");
+                return match tokio::time::timeout(CLOSE_GRACE, sink.send(frame)).await {
+                    Ok(Ok(())) => WriteEnd::SentClose,
+                    _ => WriteEnd::Abandoned,
+                };
+            }
+        }
+    }
+}
+
+fn close_frame(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
+}

@@ -1,0 +1,50 @@
+//! `attach()`: Node's HTTP server has parsed an upgrade request; Rust takes the socket.
+//!
+//! The binding passes the socket's file descriptor, the request, and the bytes Node read
+//! past the request head. The descriptor is duplicated here (close-on-exec, so it never
+//! leaks into child processes) before Node destroys its own handle; libuv closes its copy
+//! without a `shutdown()`, so the connection lives on in the duplicate.
+
+use std::io;
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use super::{upgrade, Endpoint};
+use crate::handshake::UpgradeRequest;
+use crate::hub::Hub;
+use crate::runtime;
+
+/// Takes over a connected TCP socket whose upgrade request Node already read.
+///
+/// Returns once the descriptor is duplicated; the handshake runs on the runtime. The caller
+/// may close its own descriptor as soon as this returns.
+pub fn adopt(
+    hub: Arc<Hub>,
+    fd: RawFd,
+    request: UpgradeRequest,
+    leftover: Vec<u8>,
+    endpoint: Arc<Endpoint>,
+) -> io::Result<()> {
+    // SAFETY: fcntl only reads `fd`; an invalid descriptor is reported as an error.
+    let duplicate = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if duplicate < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `duplicate` is a fresh descriptor that nothing else owns.
+    let socket = unsafe { std::net::TcpStream::from_raw_fd(duplicate) };
+    socket.set_nonblocking(true)?;
+    let _ = socket.set_nodelay(true);
+    // Registering with the reactor must happen inside the runtime: this function runs on
+    // the JavaScript thread.
+    let guard = hub.active_guard();
+    runtime::handle().spawn(async move {
+        let _alive = guard;
+        match TcpStream::from_std(socket) {
+            Ok(stream) => upgrade::complete(hub, stream, request, leftover, endpoint).await,
+            Err(error) => tracing::warn!(%error, "cannot adopt the upgraded socket"),
+        }
+    });
+    Ok(())
+}

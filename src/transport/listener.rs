@@ -1,0 +1,106 @@
+//! `listen()`: a TCP listener of the manager's own. Each accepted socket gets
+//! [`HANDSHAKE_TIMEOUT`] to send a complete request head of at most
+//! [`MAX_HEADER_BYTES`](crate::handshake::request::MAX_HEADER_BYTES).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+use super::{upgrade, Endpoint, HANDSHAKE_TIMEOUT};
+use crate::handshake::request::{parse_request, ParseStatus, RequestHead};
+use crate::handshake::{is_loopback_addr, Rejection};
+use crate::hub::Hub;
+
+/// After an accept error (out of descriptors, typically), wait this long before the next
+/// accept instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Binds `host:port` and accepts connections until the manager shuts down. Returns the
+/// bound address (the real port when `port` is 0).
+pub async fn listen(
+    hub: Arc<Hub>,
+    host: &str,
+    port: u16,
+    endpoint: Arc<Endpoint>,
+) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind((host, port)).await?;
+    let address = listener.local_addr()?;
+    let guard = hub.active_guard();
+    info!(%address, path = endpoint.policy.path, "listening");
+    tokio::spawn(async move {
+        let _alive = guard;
+        loop {
+            let accepted = tokio::select! {
+                () = hub.shutdown_signal() => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let hub = Arc::clone(&hub);
+                    let endpoint = Arc::clone(&endpoint);
+                    tokio::spawn(async move { handshake(hub, stream, peer, endpoint).await });
+                }
+                Err(error) => {
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+        info!(%address, "listener stopped");
+    });
+    Ok(address)
+}
+
+/// Reads the request head within the deadline, then completes the upgrade.
+async fn handshake(
+    hub: Arc<Hub>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    endpoint: Arc<Endpoint>,
+) {
+    let _ = stream.set_nodelay(true);
+    let local_is_loopback = stream
+        .local_addr()
+        .is_ok_and(|local| is_loopback_addr(&local.ip()));
+    let head = tokio::select! {
+        () = hub.shutdown_signal() => return,
+        head = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_head(&mut stream)) => head,
+    };
+    match head {
+        Err(_elapsed) => debug!(%peer, "handshake timed out"),
+        Ok(Err(Some(rejection))) => upgrade::refuse(&hub, &mut stream, &rejection).await,
+        Ok(Err(None)) => debug!(%peer, "client left during the handshake"),
+        Ok(Ok((head, leftover))) => {
+            let request = head.into_upgrade_request(local_is_loopback);
+            upgrade::complete(hub, stream, request, leftover, endpoint).await;
+        }
+    }
+}
+
+/// Reads until a whole request head is in; returns it with the bytes after it. `Err(None)`
+/// when the client left first.
+async fn read_head(stream: &mut TcpStream) -> Result<(RequestHead, Vec<u8>), Option<Rejection>> {
+    let mut buffer = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let read = stream.read(&mut chunk).await.map_err(|_| None)?;
+        if read == 0 {
+            return Err(None);
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+        match parse_request(&buffer) {
+            // parse_request refuses a head that outgrows MAX_HEADER_BYTES.
+            Ok(ParseStatus::Partial) => continue,
+            Ok(ParseStatus::Complete { head, consumed_len }) => {
+                let leftover = buffer.split_off(consumed_len);
+                return Ok((head, leftover));
+            }
+            Err(error) => return Err(Some(error.rejection())),
+        }
+    }
+}
