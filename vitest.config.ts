@@ -12,5 +12,7 @@ export default defineConfig({
     // fail on a test that leaves unhandled errors behind (a listener throwing inside emit, a
     // rejected promise from a socket): those are exactly the bugs these specs look for
     dangerouslyIgnoreUnhandledErrors: false,
+    // the addon logs expected failures (throwing mocks) at warn; CLUSO_WS_LOG=warn shows them
+    env: { CLUSO_WS_LOG: process.env.CLUSO_WS_LOG ?? 'off' },
   },
 })

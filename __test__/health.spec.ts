@@ -17,7 +17,10 @@ describe('WebSocketManager health check', () => {
     const ws = mockSocket()
     m.addConnection(asWs(ws), 'silent')
     m.subscribe('silent', 'files')
-    await vi.waitFor(() => expect(m.getConnections().has('silent')).toBe(false), WAIT)
+    await vi.waitFor(() => {
+      expect(ws.terminate).toHaveBeenCalled()
+      expect(m.getConnections().has('silent')).toBe(false)
+    }, WAIT)
     expect(ws.terminate).toHaveBeenCalledTimes(1)
     // one ping, then removal on the following tick: gone within two intervals
     expect(ws.ping).toHaveBeenCalledTimes(1)
@@ -40,8 +43,11 @@ describe('WebSocketManager health check', () => {
     const m = newManager({ pingIntervalMs: INTERVAL })
     const ws = mockSocket({ terminate: false })
     m.addConnection(asWs(ws), 'silent')
-    await vi.waitFor(() => expect(m.getConnections().has('silent')).toBe(false), WAIT)
-    expect(ws.close).toHaveBeenCalled()
+    await vi.waitFor(() => {
+      expect(ws.close).toHaveBeenCalled()
+      expect(m.getConnections().has('silent')).toBe(false)
+    }, WAIT)
+    expect(ws.ping).toHaveBeenCalledTimes(1)
   })
 
   it('keeps a peer that answers each ping (asynchronously)', async () => {
@@ -61,6 +67,23 @@ describe('WebSocketManager health check', () => {
     await vi.waitFor(() => expect(ws.ping!.mock.calls.length).toBeGreaterThanOrEqual(4), WAIT)
     expect(m.getConnections().has('alive')).toBe(true)
     expect(ws.terminate).not.toHaveBeenCalled()
+  })
+
+  it('does not remove a peer that answers every ping while the event loop is blocked for several intervals', async () => {
+    // The original's timer ran on the JS thread: a blocked loop only delays the check, and a
+    // peer is never declared dead without having been pinged first.
+    const m = newManager({ pingIntervalMs: INTERVAL })
+    const ws = mockSocket({ ping: 'sync' })
+    m.addConnection(asWs(ws), 'busy')
+    const end = Date.now() + 4 * INTERVAL
+    while (Date.now() < end) {
+      // the condition under test: a synchronous job longer than the ping interval
+    }
+    // wait for three pings or a termination, whichever comes first
+    await vi.waitFor(() => expect(ws.ping!.mock.calls.length >= 3 || ws.terminate!.mock.calls.length > 0).toBe(true), WAIT)
+    expect(ws.terminate).not.toHaveBeenCalled()
+    expect(m.getConnections().has('busy')).toBe(true)
+    expect(ws.ping!.mock.calls.length).toBeGreaterThanOrEqual(3)
   })
 
   it('removes the silent peer and keeps the answering one side by side', async () => {

@@ -145,6 +145,17 @@ describe('WebSocketManager JSON fidelity', () => {
       expect(raw).toBe(`{"type":"event","channel":"ch","timestamp":"${envelopeTimestamp(raw)}"}`)
     })
 
+    it('serialises a channel name with a lone surrogate as JSON.stringify does', () => {
+      const m = newManager({ pingIntervalMs: 0 })
+      const ws = mockSocket()
+      m.addConnection(asWs(ws), 'a')
+      m.subscribe('a', 'ch\ud800')
+      m.broadcast('ch\ud800', 1)
+      const raw = lastSent(ws)
+      expect(raw).toBe(expectedEnvelope('ch\ud800', 1, envelopeTimestamp(raw)))
+      expect(raw).toContain('"channel":"ch\\ud800"')
+    })
+
     it('passes "data" as the key to a top-level toJSON', () => {
       const { m, ws } = setup()
       const keys: string[] = []

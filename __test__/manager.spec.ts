@@ -106,6 +106,16 @@ describe('WebSocketManager', () => {
       expect(m.getSubscribers('files')).toEqual([])
     })
 
+    it('keeps ids apart that differ only in unpaired surrogates (JS strings are UTF-16)', () => {
+      const m = newManager()
+      const ws1 = mockSocket()
+      const ws2 = mockSocket()
+      m.addConnection(asWs(ws1), 'x\ud800')
+      m.addConnection(asWs(ws2), 'x\udbff')
+      expect([...m.getConnections().keys()]).toEqual(['x\ud800', 'x\udbff'])
+      expect(m.getConnections().get('x\ud800')!.ws).toBe(ws1)
+    })
+
     it("removes the record when the socket emits 'close'", () => {
       const m = newManager()
       const ws = mockSocket()
@@ -236,6 +246,18 @@ describe('WebSocketManager', () => {
       expect(m.getSubscribers('files')).toEqual([])
       expect(m.getChannels('ghost')).toEqual([])
       expect(m.getConnections().size).toBe(0)
+    })
+
+    it('keeps channel names apart that differ only in unpaired surrogates', () => {
+      const m = newManager()
+      const ws = mockSocket()
+      m.addConnection(asWs(ws), 'a')
+      m.subscribe('a', '\ud800')
+      m.subscribe('a', '\ud801')
+      expect(m.getChannels('a')).toEqual(['\ud800', '\ud801'])
+      m.unsubscribe('a', '\ud801')
+      expect(m.getChannels('a')).toEqual(['\ud800'])
+      expect(m.getSubscribers('\ud801')).toEqual([])
     })
 
     it('unsubscribing a channel never subscribed is a no-op', () => {

@@ -98,6 +98,24 @@ const rows: Row[] = [
     reply: '{"type":"response","data":{"status":"unsubscribed","channel":"files"}}',
     channels: [],
   },
+  {
+    // JSON.parse accepts escaped unpaired surrogates (a browser's JSON.stringify produces them
+    // for a string cut in the middle of an emoji); JSON.stringify escapes them again
+    name: 'subscribe with an escaped lone-surrogate channel',
+    send: '{"type":"subscribe","channel":"a\\ud800"}',
+    reply: '{"type":"response","data":{"status":"subscribed","channel":"a\\ud800"}}',
+    channels: ['a\ud800'],
+  },
+  {
+    name: 'a request whose data holds an escaped lone surrogate',
+    send: '{"type":"request","id":"ls","data":{"chunk":"half an emoji \\ud83d"}}',
+    reply: '{"type":"response","id":"ls","data":{"error":"No handler for request type"}}',
+  },
+  {
+    name: 'a request whose data nests 200 levels deep (JSON.parse has no depth limit)',
+    send: `{"type":"request","id":"deep","data":${'['.repeat(200)}${']'.repeat(200)}}`,
+    reply: '{"type":"response","id":"deep","data":{"error":"No handler for request type"}}',
+  },
   { name: 'subscribe without channel', send: '{"type":"subscribe","id":"s"}', reply: null, channels: [] },
   { name: 'unsubscribe without channel', before: ['files'], send: '{"type":"unsubscribe"}', reply: null, channels: ['files'] },
   {
@@ -325,9 +343,39 @@ describe('client protocol over a mock socket', () => {
     if (row.channels) expect(manager.getChannels(id)).toEqual(row.channels)
   })
 
-  it('echoes a non-string id verbatim, as the original did', async () => {
-    emit('{"type":"request","id":9}')
-    expect(await sentAt(1)).toBe('{"type":"response","id":9,"data":{"error":"No handler for request type"}}')
+  // The original echoed `message.id` whatever it was: JSON.stringify(JSON.parse(text).id)
+  it.each([
+    ['a number', '9'],
+    ['null', 'null'],
+    ['an empty string', '""'],
+    ['1.0', '1.0'],
+    ['1e400 (Infinity after JSON.parse)', '1e400'],
+    ['an object with integer-like keys', '{"b":1,"2":0,"a":2,"1":[1.50,-0]}'],
+    ['escaped text', '"\\u00e9\\u2028\\u0007\\/"'],
+  ])('echoes an id that is %s as JSON.stringify(JSON.parse(...)) does', async (_name, idJson) => {
+    const text = `{"type":"request","id":${idJson}}`
+    emit(text)
+    const original = JSON.stringify({
+      type: 'response',
+      id: (JSON.parse(text) as { id: unknown }).id,
+      data: { error: 'No handler for request type' },
+    })
+    expect(await sentAt(1)).toBe(original)
+  })
+
+  it('welcomes with a cwd holding a lone surrogate escaped as JSON.stringify does', async () => {
+    const ws2 = mockSocket()
+    manager.handleConnection(asWs(ws2), '/tmp/\udc00')
+    const id2 = [...manager.getConnections().keys()].find((k) => k !== id)!
+    expect(sent(ws2)).toEqual([welcome(id2, '/tmp/\udc00')])
+  })
+
+  it('omits cwd from the welcome when none is given (JSON.stringify drops undefined)', async () => {
+    const ws2 = mockSocket()
+    const handle = manager.handleConnection.bind(manager) as (ws: unknown, cwd?: string) => void
+    handle(ws2)
+    const id2 = [...manager.getConnections().keys()].find((k) => k !== id)!
+    expect(sent(ws2)).toEqual([JSON.stringify({ type: 'response', data: { status: 'connected', connectionId: id2 } })])
   })
 
   it('delivers a broadcast after a protocol subscribe', async () => {
