@@ -155,6 +155,29 @@ server.listen(0, '127.0.0.1', () => {
     expectCleanExit(r)
   })
 
+  it('exits by itself once real sockets are closed, without shutdown()', async () => {
+    const r = await runChild(`${PRELUDE}
+const http = require('http')
+const { WebSocketServer, WebSocket } = require('ws')
+const server = http.createServer()
+const wss = new WebSocketServer({ server })
+const m = new WebSocketManager(wss)
+wss.on('connection', (ws) => m.handleConnection(ws, process.cwd()))
+server.listen(0, '127.0.0.1', () => {
+  const client = new WebSocket('ws://127.0.0.1:' + server.address().port)
+  client.on('message', () => {
+    client.close()
+    client.on('close', () => {
+      wss.close()
+      server.close()
+      console.log('ok')
+    })
+  })
+})
+`)
+    expectCleanExit(r)
+  })
+
   it('survives a worker thread that loads the addon and exits without shutdown', async () => {
     const r = await runChild(`
 const { Worker } = require('worker_threads')
