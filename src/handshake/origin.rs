@@ -12,7 +12,8 @@
 //!   host is exactly `localhost`, `127.0.0.1` or `[::1]` (any port), or when it names the
 //!   request's own `Host` (same host and port, a missing port meaning the scheme's default)
 //!   *and* that `Host` cannot be rebound: an IP literal, a loopback name, or a host listed in
-//!   [`AllowedHosts`]. Everything else is a 403: `null` (sandboxed frames, `file:` pages —
+//!   [`AllowedHosts`] (`allowedHosts: ['*']` therefore also admits same-host origins on any
+//!   name). Everything else is a 403: `null` (sandboxed frames, `file:` pages —
 //!   Next.js CVE-2026-27977), look-alikes (`http://127.0.0.1.evil.example`,
 //!   `http://localhost.evil.com`), userinfo tricks (`http://localhost@evil.com`), other
 //!   loopback spellings (`127.0.0.2`, `app.localhost`), `0.0.0.0` (not a page a browser
