@@ -137,7 +137,7 @@ export declare class WebSocketManager {
    * address once listening. The process stays alive while the listener (or any native
    * connection) exists, until `shutdown()`.
    */
-  listen(options?: ListenOptions | undefined | null): Promise<ListenAddress>
+  listen(this: this, options?: ListenOptions | undefined | null): Promise<ListenAddress>
   /**
    * Takes WebSocket upgrades on `path` from an existing `http.Server`, which keeps
    * serving everything else on its port. Each upgrade's socket is handed to the native

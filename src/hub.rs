@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, warn};
 
+use crate::fanout::{FanOut, Job};
 use crate::options::Options;
-use crate::outbox::{CloseReason, Push};
+use crate::outbox::{CloseReason, Outbox, Push};
 use crate::protocol::{self, codes, Command};
 use crate::registry::{HealthVerdict, Registry, SubscribeOutcome, Subscriber, Transport};
 use crate::stats::Stats;
@@ -56,6 +57,8 @@ pub struct Hub {
     shutdown: CancellationToken,
     active: AtomicUsize,
     lifeline: OnceLock<Arc<dyn Lifeline>>,
+    fanout: FanOut,
+    fanout_started: AtomicBool,
 }
 
 impl std::fmt::Debug for Hub {
@@ -100,6 +103,8 @@ impl Hub {
             shutdown: CancellationToken::new(),
             active: AtomicUsize::new(0),
             lifeline: OnceLock::new(),
+            fanout: FanOut::default(),
+            fanout_started: AtomicBool::new(false),
         })
     }
 
@@ -213,60 +218,104 @@ impl Hub {
         }
     }
 
-    /// Hands `text` to every native subscriber's outbox (never waiting) and collects the
-    /// JavaScript-socket subscribers into `js_targets` for the binding to send to.
-    /// Returns how many native subscribers accepted it.
-    pub fn deliver(
-        &self,
+    /// Publishes one serialised broadcast: the JavaScript-socket subscribers are added to
+    /// `js_targets` for the caller to send to; the native ones get it through the fan-out
+    /// task, so this costs the same whatever their number. Returns the native count.
+    pub fn publish(
+        self: &Arc<Self>,
         channel: &str,
         text: &Utf8Bytes,
         js_targets: &mut Vec<Subscriber>,
-    ) -> u64 {
-        let registry = self.read();
-        let mut queued = 0;
-        for subscriber in registry.subscribers(channel) {
-            match &subscriber.transport {
-                Transport::Js => js_targets.push(subscriber.clone()),
-                Transport::Native(outbox) => match outbox.push(Message::Text(text.clone())) {
-                    Push::Queued => queued += 1,
-                    Push::OverCap => {
-                        self.stats.record_slow_consumer();
-                        warn!(
-                            conn_id = &*subscriber.id,
-                            cap = self.options.max_buffered_bytes_per_connection,
-                            "slow consumer disconnected"
-                        );
-                    }
-                    Push::Closed => {}
-                },
-            }
+    ) -> usize {
+        let native = {
+            let registry = self.read();
+            js_targets.extend(registry.js_subscribers(channel).cloned());
+            registry.native_subscriber_count(channel)
+        };
+        if native > 0 {
+            self.start_fanout();
+            let job = Job {
+                channel: Arc::from(channel),
+                text: text.clone(),
+            };
+            self.fanout.submit(job, &self.registry, &self.stats);
         }
-        queued
+        native
     }
 
-    /// One health-check tick: removes peers that missed the previous ping. Native ones are
-    /// terminated and pinged here; JavaScript ones are returned for the binding to handle
-    /// on the JavaScript thread.
-    pub fn health_tick(&self) -> JsHealthWork {
-        let (dead, to_ping) = self.write().health_tick();
-        let mut work = JsHealthWork::default();
+    /// Delivers every queued broadcast now, on this thread. Called before an operation
+    /// that must be ordered after earlier broadcasts — a direct send, a subscription
+    /// change, a removal — so native connections see them in the order the app made them.
+    pub fn flush_fanout(&self) -> usize {
+        self.fanout.drain(&self.registry, &self.stats)
+    }
+
+    /// Queues `text` for one native connection, after every earlier broadcast, counting
+    /// it as sent or as a slow consumer.
+    pub fn send_native(&self, id: &str, outbox: &Outbox, text: String) -> Push {
+        self.flush_fanout();
+        let bytes = text.len() as u64;
+        let pushed = outbox.push(Message::text(text));
+        self.account(id, pushed, bytes);
+        pushed
+    }
+
+    /// Counts the outcome of one push into a native outbox.
+    pub fn account(&self, id: &str, pushed: Push, bytes: u64) {
+        match pushed {
+            Push::Queued => self.stats.record_sent(1, bytes),
+            Push::OverCap => {
+                self.stats.record_slow_consumer();
+                warn!(conn_id = id, "slow consumer disconnected");
+            }
+            Push::Closed => {}
+        }
+    }
+
+    fn start_fanout(self: &Arc<Self>) {
+        if self.fanout_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let hub = Arc::clone(self);
+        crate::runtime::handle().spawn(async move {
+            loop {
+                tokio::select! {
+                    () = hub.fanout.wait() => { hub.flush_fanout(); }
+                    () = hub.shutdown_signal() => break,
+                }
+            }
+            hub.flush_fanout();
+        });
+    }
+
+    /// One health-check tick for native connections, on the runtime: peers that missed
+    /// the previous ping are terminated, the others pinged.
+    pub fn health_tick_native(&self) {
+        let (dead, to_ping) = self.write().health_tick(true);
         for verdict in dead {
             warn!(conn_id = &*verdict.id, "dead connection removed");
             self.stats.record_dead_peer();
-            match &verdict.transport {
-                Transport::Native(outbox) => outbox.close(CloseReason::Gone),
-                Transport::Js => work.dead.push(verdict),
+            if let Transport::Native(outbox) = &verdict.transport {
+                outbox.close(CloseReason::Gone);
             }
         }
         for verdict in to_ping {
-            match &verdict.transport {
-                Transport::Native(outbox) => {
-                    outbox.push_control(Message::Ping(Default::default()));
-                }
-                Transport::Js => work.to_ping.push(verdict),
+            if let Transport::Native(outbox) = &verdict.transport {
+                outbox.push_control(Message::Ping(Default::default()));
             }
         }
-        work
+    }
+
+    /// One health-check tick for JavaScript sockets. It runs on the JavaScript thread, so
+    /// a blocked event loop delays the tick instead of condemning peers whose pongs are
+    /// waiting behind it. The caller terminates the dead and pings the rest.
+    pub fn health_tick_js(&self) -> JsHealthWork {
+        let (dead, to_ping) = self.write().health_tick(false);
+        for verdict in &dead {
+            warn!(conn_id = &*verdict.id, "dead connection removed");
+            self.stats.record_dead_peer();
+        }
+        JsHealthWork { dead, to_ping }
     }
 }
 
@@ -325,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn deliver_splits_js_and_native_subscribers() {
+    fn publish_splits_js_and_native_subscribers() {
         let hub = hub_with(&["js"]);
         let outbox = Arc::new(Outbox::new(1024));
         hub.write()
@@ -333,14 +382,15 @@ mod tests {
         hub.write().subscribe("js", "files", None);
         hub.write().subscribe("native", "files", None);
         let mut js = Vec::new();
-        let queued = hub.deliver("files", &Utf8Bytes::from_static("hello"), &mut js);
-        assert_eq!(queued, 1);
+        let native = hub.publish("files", &Utf8Bytes::from_static("hello"), &mut js);
+        assert_eq!(native, 1);
         assert_eq!(js.len(), 1);
+        hub.flush_fanout();
         assert_eq!(outbox.queued_bytes(), 5);
     }
 
     #[test]
-    fn deliver_counts_a_slow_consumer_once() {
+    fn publish_counts_a_slow_consumer_once() {
         let hub = hub_with(&[]);
         let outbox = Arc::new(Outbox::new(8));
         hub.write()
@@ -348,25 +398,29 @@ mod tests {
         hub.write().subscribe("slow", "files", None);
         let text = Utf8Bytes::from_static("12345");
         let mut js = Vec::new();
-        hub.deliver("files", &text, &mut js);
-        hub.deliver("files", &text, &mut js);
-        hub.deliver("files", &text, &mut js);
+        for _ in 0..3 {
+            hub.publish("files", &text, &mut js);
+        }
+        hub.flush_fanout();
         assert_eq!(hub.stats().snapshot().slow_consumer_disconnects, 1);
         assert_eq!(outbox.closed(), Some(CloseReason::SlowConsumer));
     }
 
     #[test]
-    fn health_tick_pings_natives_and_returns_js_work() {
+    fn health_ticks_split_by_transport() {
         let hub = hub_with(&["js"]);
         let outbox = Arc::new(Outbox::new(1024));
         hub.write()
             .add("native", Transport::Native(Arc::clone(&outbox)));
-        let first = hub.health_tick();
+        hub.health_tick_native();
+        hub.health_tick_native();
+        assert_eq!(outbox.closed(), Some(CloseReason::Gone));
+        assert!(hub.read().contains("js"));
+        let first = hub.health_tick_js();
         assert_eq!(first.to_ping.len(), 1);
         assert!(first.dead.is_empty());
-        let second = hub.health_tick();
+        let second = hub.health_tick_js();
         assert_eq!(second.dead.len(), 1);
-        assert_eq!(outbox.closed(), Some(CloseReason::Gone));
         assert_eq!(hub.stats().snapshot().dead_peers_removed, 2);
     }
 }

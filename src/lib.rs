@@ -15,6 +15,7 @@
 //!   they convert JavaScript values and delegate to the core.
 
 pub mod envelope;
+pub mod fanout;
 pub mod handshake;
 pub mod hub;
 pub mod options;

@@ -94,11 +94,38 @@ pub struct RegistryCounts {
     pub subscriptions: usize,
 }
 
+/// One channel's subscribers, split by transport so a broadcast finds the JavaScript ones
+/// (sent on the caller's thread) and the native ones (handed to the fan-out task) without
+/// scanning the other kind. Both are keyed by connection order.
+#[derive(Debug, Default)]
+struct Channel {
+    js: BTreeMap<u64, Subscriber>,
+    native: BTreeMap<u64, Subscriber>,
+}
+
+impl Channel {
+    fn side(&mut self, native: bool) -> &mut BTreeMap<u64, Subscriber> {
+        if native {
+            &mut self.native
+        } else {
+            &mut self.js
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.js.is_empty() && self.native.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.js.len() + self.native.len()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
     next_key: u64,
     connections: HashMap<ConnectionId, Connection>,
-    channels: HashMap<Arc<str>, BTreeMap<u64, Subscriber>>,
+    channels: HashMap<Arc<str>, Channel>,
     subscriptions: usize,
 }
 
@@ -130,8 +157,9 @@ impl Registry {
     /// Forgets a connection and its subscriptions.
     pub fn remove(&mut self, id: &str) -> Option<Connection> {
         let connection = self.connections.remove(id)?;
+        let native = connection.transport.is_native();
         for channel in &connection.channels {
-            self.detach_subscriber(channel, connection.order);
+            self.detach_subscriber(channel, connection.order, native);
         }
         Some(connection)
     }
@@ -174,9 +202,11 @@ impl Registry {
             key: connection.key,
             transport: connection.transport.clone(),
         };
+        let native = subscriber.transport.is_native();
         self.channels
             .entry(channel)
             .or_default()
+            .side(native)
             .insert(connection.order, subscriber);
         self.subscriptions += 1;
         SubscribeOutcome::Added
@@ -190,14 +220,14 @@ impl Registry {
         if !connection.channels.shift_remove(channel) {
             return false;
         }
-        let order = connection.order;
-        self.detach_subscriber(channel, order);
+        let (order, native) = (connection.order, connection.transport.is_native());
+        self.detach_subscriber(channel, order, native);
         true
     }
 
-    fn detach_subscriber(&mut self, channel: &str, order: u64) {
+    fn detach_subscriber(&mut self, channel: &str, order: u64, native: bool) {
         if let Some(subscribers) = self.channels.get_mut(channel) {
-            if subscribers.remove(&order).is_some() {
+            if subscribers.side(native).remove(&order).is_some() {
                 self.subscriptions -= 1;
             }
             if subscribers.is_empty() {
@@ -206,16 +236,42 @@ impl Registry {
         }
     }
 
-    /// The subscribers of `channel`, oldest connection first.
-    pub fn subscribers(&self, channel: &str) -> impl Iterator<Item = &Subscriber> {
+    /// The subscribers of `channel` of both transports, oldest connection first.
+    pub fn subscribers(&self, channel: &str) -> Vec<&Subscriber> {
+        let Some(subscribers) = self.channels.get(channel) else {
+            return Vec::new();
+        };
+        let mut all: Vec<(&u64, &Subscriber)> = subscribers
+            .js
+            .iter()
+            .chain(subscribers.native.iter())
+            .collect();
+        all.sort_unstable_by_key(|(order, _)| **order);
+        all.into_iter().map(|(_, subscriber)| subscriber).collect()
+    }
+
+    /// The JavaScript-socket subscribers of `channel`, oldest first.
+    pub fn js_subscribers(&self, channel: &str) -> impl Iterator<Item = &Subscriber> {
         self.channels
             .get(channel)
             .into_iter()
-            .flat_map(|subscribers| subscribers.values())
+            .flat_map(|subscribers| subscribers.js.values())
+    }
+
+    /// The native subscribers of `channel`, oldest first.
+    pub fn native_subscribers(&self, channel: &str) -> impl Iterator<Item = &Subscriber> {
+        self.channels
+            .get(channel)
+            .into_iter()
+            .flat_map(|subscribers| subscribers.native.values())
+    }
+
+    pub fn native_subscriber_count(&self, channel: &str) -> usize {
+        self.channels.get(channel).map_or(0, |c| c.native.len())
     }
 
     pub fn subscriber_count(&self, channel: &str) -> usize {
-        self.channels.get(channel).map_or(0, BTreeMap::len)
+        self.channels.get(channel).map_or(0, Channel::len)
     }
 
     /// The channels of a connection in subscription order (empty for an unknown id).
@@ -242,13 +298,17 @@ impl Registry {
         }
     }
 
-    /// One health-check tick: every connection that did not answer the previous ping is
-    /// removed and returned as dead; every other one is marked unanswered and returned to
-    /// be pinged.
-    pub fn health_tick(&mut self) -> (Vec<HealthVerdict>, Vec<HealthVerdict>) {
+    /// One health-check tick over the connections of one transport (`native` or not):
+    /// every one that did not answer the previous ping is removed and returned as dead;
+    /// every other one is marked unanswered and returned to be pinged.
+    pub fn health_tick(&mut self, native: bool) -> (Vec<HealthVerdict>, Vec<HealthVerdict>) {
         let mut dead = Vec::new();
         let mut to_ping = Vec::new();
-        for connection in self.connections.values_mut() {
+        let connections = self
+            .connections
+            .values_mut()
+            .filter(|connection| connection.transport.is_native() == native);
+        for connection in connections {
             let verdict = HealthVerdict {
                 id: Arc::clone(&connection.id),
                 key: connection.key,
@@ -298,6 +358,7 @@ mod tests {
     fn ids(registry: &Registry, channel: &str) -> Vec<String> {
         registry
             .subscribers(channel)
+            .into_iter()
             .map(|s| s.id.to_string())
             .collect()
     }
@@ -407,12 +468,12 @@ mod tests {
         registry.add("b", Transport::Js);
         registry.subscribe("b", "files", None);
 
-        let (dead, pinged) = registry.health_tick();
+        let (dead, pinged) = registry.health_tick(false);
         assert!(dead.is_empty());
         assert_eq!(pinged.len(), 2);
 
         registry.mark_alive("a", key_a);
-        let (dead, pinged) = registry.health_tick();
+        let (dead, pinged) = registry.health_tick(false);
         assert_eq!(dead.iter().map(|d| &*d.id).collect::<Vec<_>>(), ["b"]);
         assert_eq!(pinged.iter().map(|d| &*d.id).collect::<Vec<_>>(), ["a"]);
         assert!(!registry.contains("b"));

@@ -7,7 +7,8 @@
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use napi::bindgen_prelude::{Function, FunctionCallContext, JavaScriptClassExt, Unknown};
@@ -26,7 +27,7 @@ use super::native::{Attachment, NativeSocket};
 use super::options::ManagerOptions;
 use crate::envelope;
 use crate::handshake::HandshakePolicy;
-use crate::hub::{Hub, JsHealthWork};
+use crate::hub::Hub;
 use crate::outbox::CloseReason;
 use crate::protocol;
 use crate::registry::{RecordKey, Transport};
@@ -38,14 +39,18 @@ pub(super) struct Shared {
     pub(super) hub: Arc<Hub>,
     sockets: JsSockets,
     stringify: Stringify,
-    /// Health-check verdicts for JavaScript sockets, handed over by the runtime's timer.
-    pending_health: Arc<Mutex<JsHealthWork>>,
+    /// Set by the runtime's timer when a tick for JavaScript sockets is due; ticks that
+    /// come while one is pending (a blocked event loop) collapse into it.
+    health_due: Arc<AtomicBool>,
     /// Wakes this thread from the runtime; set once, right after construction.
     waker: RefCell<Option<Arc<Waker>>>,
     keep_alive: KeepAlive,
     /// Origin, Host and token rules for every listener and attachment; each sets its path.
     pub(super) policy: HandshakePolicy,
     pub(super) attachments: RefCell<Vec<Attachment>>,
+    /// The manager's own JavaScript object while it listens or is attached, so a server
+    /// nobody references is not collected (and torn down) by the garbage collector.
+    pub(super) pinned: RefCell<Option<super::js::JsRef>>,
 }
 
 /// Manages WebSocket connections, their channel subscriptions, and broadcasting.
@@ -154,15 +159,12 @@ impl Shared {
         }
     }
 
-    /// Applies the health-check verdicts the runtime's timer left for this thread.
+    /// Runs a due health-check tick for the JavaScript sockets.
     fn run_health_work(&self, js: Js) {
-        let work = {
-            let mut pending = self
-                .pending_health
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            std::mem::take(&mut *pending)
-        };
+        if !self.health_due.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let work = self.hub.health_tick_js();
         for dead in work.dead {
             if let Some(ws) = self.sockets.take(dead.key) {
                 if let Err(reason) = js_socket::terminate(js, ws.value(js)) {
@@ -325,27 +327,21 @@ impl WebSocketManager {
         Ok(waker)
     }
 
-    /// Ticks the health check on the runtime: native peers are pinged there; verdicts on
-    /// JavaScript sockets are handed to this thread through the waker.
+    /// Ticks the health check on the runtime: native peers are handled there; for
+    /// JavaScript sockets the tick is handed to this thread through the waker.
     fn start_health_check(&self, waker: Arc<Waker>, interval: Duration) {
         let hub = Arc::clone(&self.shared.hub);
-        let pending = Arc::clone(&self.shared.pending_health);
+        let due = Arc::clone(&self.shared.health_due);
         let task = runtime::handle().spawn(async move {
             let start = tokio::time::Instant::now() + interval;
             let mut ticks = tokio::time::interval_at(start, interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                let work = hub.health_tick();
-                if work.dead.is_empty() && work.to_ping.is_empty() {
-                    continue;
+                hub.health_tick_native();
+                if !due.swap(true, Ordering::AcqRel) {
+                    waker.wake();
                 }
-                {
-                    let mut slot = pending.lock().unwrap_or_else(|p| p.into_inner());
-                    slot.dead.extend(work.dead);
-                    slot.to_ping.extend(work.to_ping);
-                }
-                waker.wake();
             }
         });
         *self.health_task.borrow_mut() = Some(task);
@@ -380,11 +376,12 @@ impl WebSocketManager {
             hub: Hub::new(options.core),
             sockets: JsSockets::default(),
             stringify: Stringify::capture(Js::new(&env))?,
-            pending_health: Arc::default(),
+            health_due: Arc::default(),
             waker: RefCell::new(None),
             keep_alive: KeepAlive::default(),
             policy: options.policy,
             attachments: RefCell::default(),
+            pinned: RefCell::default(),
         });
         let manager = Self {
             shared,
@@ -409,6 +406,7 @@ impl WebSocketManager {
     #[napi(catch_unwind)]
     pub fn remove_connection(&self, env: Env, id: String) -> napi::Result<()> {
         let shared = self.open(&env)?;
+        shared.hub.flush_fanout();
         let Some(connection) = shared.hub.write().remove(&id) else {
             return Ok(());
         };
@@ -434,14 +432,18 @@ impl WebSocketManager {
     /// harmless.
     #[napi(catch_unwind)]
     pub fn subscribe(&self, env: Env, id: String, channel: String) -> napi::Result<()> {
-        self.open(&env)?.hub.write().subscribe(&id, &channel, None);
+        let hub = &self.open(&env)?.hub;
+        hub.flush_fanout();
+        hub.write().subscribe(&id, &channel, None);
         Ok(())
     }
 
     /// Unsubscribes a connection from a channel. Unknown ids are ignored.
     #[napi(catch_unwind)]
     pub fn unsubscribe(&self, env: Env, id: String, channel: String) -> napi::Result<()> {
-        self.open(&env)?.hub.write().unsubscribe(&id, &channel);
+        let hub = &self.open(&env)?.hub;
+        hub.flush_fanout();
+        hub.write().unsubscribe(&id, &channel);
         Ok(())
     }
 
@@ -466,8 +468,8 @@ impl WebSocketManager {
         hub.stats().record_broadcast();
 
         let mut js_targets = Vec::new();
-        let native = hub.deliver(&channel, &text, &mut js_targets);
-        let mut sent = native;
+        let native = hub.publish(&channel, &text, &mut js_targets);
+        let mut sent = native as u64;
         let mut failed = 0u64;
         if !js_targets.is_empty() {
             let raw_text = js.create_string(text.as_str())?;
@@ -540,7 +542,7 @@ impl WebSocketManager {
             }
             Transport::Native(outbox) => match stringify(js)? {
                 Some(text) => {
-                    outbox.push(tokio_tungstenite::tungstenite::Message::text(text));
+                    shared.hub.send_native(&id, &outbox, text);
                 }
                 None => warn!(conn_id = &*id, "cannot send: data serialises to nothing"),
             },
@@ -609,6 +611,7 @@ impl WebSocketManager {
             .hub
             .read()
             .subscribers(&channel)
+            .into_iter()
             .map(|s| s.id.to_string())
             .collect())
     }
@@ -671,6 +674,8 @@ impl WebSocketManager {
     /// (`ERR_CLUSO_SHUT_DOWN`).
     #[napi(catch_unwind)]
     pub fn shutdown(&self, env: Env) -> napi::Result<()> {
+        // Broadcasts made before shutdown() still reach native subscribers, ahead of 1001.
+        self.shared.hub.flush_fanout();
         if !self.shared.hub.begin_shutdown() {
             return Ok(());
         }
@@ -679,6 +684,7 @@ impl WebSocketManager {
         for attachment in self.shared.attachments.take() {
             attachment.detach(js);
         }
+        drop(self.shared.pinned.take());
         let connections = self.shared.hub.write().drain();
         for connection in connections {
             match connection.transport {
@@ -710,8 +716,11 @@ impl WebSocketManager {
 }
 
 impl Drop for WebSocketManager {
+    /// A collected manager has no listener or attachment (those pin it), so nothing can
+    /// reach it any more: stop its background tasks.
     fn drop(&mut self) {
         self.stop_health_check();
+        self.shared.hub.begin_shutdown();
     }
 }
 

@@ -108,12 +108,14 @@ impl WebSocketManager {
     pub fn listen<'env>(
         &self,
         env: &'env Env,
+        this: This,
         options: Option<ListenOptions>,
     ) -> napi::Result<Object<'env>> {
         let shared = &self.shared;
         if shared.hub.is_shut_down() {
             return Err(error::shut_down(env));
         }
+        self.pin(env, this.object.raw())?;
         let options = options.unwrap_or_default();
         let invalid = |message: String| {
             error::throw(
@@ -230,6 +232,15 @@ impl WebSocketManager {
 }
 
 impl WebSocketManager {
+    /// Keeps the manager's object alive until `shutdown()`.
+    fn pin(&self, env: &Env, this: Raw) -> napi::Result<()> {
+        let mut pinned = self.shared.pinned.borrow_mut();
+        if pinned.is_none() {
+            *pinned = Some(Js::new(env).create_reference(this)?);
+        }
+        Ok(())
+    }
+
     /// `handoff(fd, method, url, rawHeaders, head, localAddress)`, called by the attach glue
     /// for each upgrade on our path.
     fn handoff_function<'env>(
@@ -306,8 +317,10 @@ impl NativeSocket {
         }
     }
 
+    /// The connection's outbox, once every broadcast queued before this call reached it.
     fn outbox(&self) -> Option<Arc<crate::outbox::Outbox>> {
         let hub = self.hub.upgrade()?;
+        hub.flush_fanout();
         let registry = hub.read();
         let connection = registry.get(&self.id).filter(|c| c.key == self.key)?;
         match &connection.transport {
@@ -332,8 +345,8 @@ impl NativeSocket {
     /// Queues a text message.
     #[napi]
     pub fn send(&self, data: String) {
-        if let Some(outbox) = self.outbox() {
-            outbox.push(Message::text(data));
+        if let (Some(hub), Some(outbox)) = (self.hub.upgrade(), self.outbox()) {
+            hub.send_native(&self.id, &outbox, data);
         }
     }
 

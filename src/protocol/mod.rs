@@ -6,42 +6,76 @@
 //! (`{"type":"response","id":…,"data":{…}}`, `id` only when the request had one); errors
 //! caused by limits add a stable machine-readable `code` next to `error`.
 
+mod fields;
+
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::envelope::push_json_string;
 use crate::options::MAX_CHANNEL_NAME_BYTES;
+use fields::TopLevel;
+
+/// A request's `id`, already written as `JSON.stringify(JSON.parse(text).id)` writes it,
+/// ready to be echoed in the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(String);
+
+impl RequestId {
+    fn from_raw(raw: &RawValue) -> Self {
+        let text = raw.get();
+        let mut out = String::with_capacity(text.len());
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) => push_js_value(&mut out, &value),
+            // A number beyond f64 is ±Infinity to JSON.parse, which JSON.stringify writes
+            // as null.
+            Err(_) if text.parse::<f64>().is_ok_and(f64::is_infinite) => out.push_str("null"),
+            // Text serde_json cannot hold (an unpaired surrogate escape, nesting beyond its
+            // limit) is echoed as the client wrote it.
+            Err(_) => out.push_str(text),
+        }
+        RequestId(out)
+    }
+
+    /// The id as JSON text.
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl RequestId {
+    pub fn parse(json: &str) -> Option<Self> {
+        serde_json::from_str::<&RawValue>(json)
+            .ok()
+            .map(Self::from_raw)
+    }
+}
 
 /// What one client message asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Subscribe {
-        id: Option<Value>,
+        id: Option<RequestId>,
         channel: String,
     },
     Unsubscribe {
-        id: Option<Value>,
+        id: Option<RequestId>,
         channel: String,
     },
     /// A request; no handler mechanism exists yet, so it is answered with an error.
-    Request {
-        id: Option<Value>,
-    },
+    Request { id: Option<RequestId> },
     /// Application-level keep-alive for browsers, which cannot send ping frames.
-    Ping {
-        id: Option<Value>,
-    },
+    Ping { id: Option<RequestId> },
     /// subscribe / unsubscribe with a missing or falsy `channel`: the original answered
     /// nothing, and so do we.
     MissingChannel,
     /// subscribe / unsubscribe with a channel that is not an acceptable name.
     InvalidChannel {
-        id: Option<Value>,
+        id: Option<RequestId>,
         problem: ChannelProblem,
     },
     /// A JSON value whose `type` is none of the above (or absent): nothing is answered.
-    Unknown {
-        kind: Option<String>,
-    },
+    Unknown { kind: Option<String> },
     /// Not JSON, or JSON `null`: answered with the parse error response.
     Malformed,
 }
@@ -50,6 +84,8 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelProblem {
     NotAString,
+    /// A string with an unpaired UTF-16 surrogate escape (`"\ud800"`).
+    NotUnicode,
     TooLong,
     BadCharacter,
 }
@@ -58,6 +94,7 @@ impl ChannelProblem {
     pub fn message(self) -> &'static str {
         match self {
             ChannelProblem::NotAString => "Channel must be a string",
+            ChannelProblem::NotUnicode => "Channel name must be well-formed Unicode",
             ChannelProblem::TooLong => "Channel name is longer than 128 bytes",
             ChannelProblem::BadCharacter => "Channel name may not contain control characters",
         }
@@ -99,44 +136,31 @@ fn is_truthy(value: &Value) -> bool {
 
 /// Parses one client text message.
 pub fn parse(text: &str) -> Command {
-    let Ok(message) = serde_json::from_str::<Value>(text) else {
-        return Command::Malformed;
-    };
-    let Value::Object(mut message) = message else {
+    let (kind, id, channel) = match fields::read(text) {
+        None => return Command::Malformed,
+        Some(TopLevel::Object { kind, id, channel }) => (kind, id, channel),
         // `JSON.parse('null').type` threw in the original; any other non-object has no
         // `type` and fell through to the unknown-type branch.
-        return if message.is_null() {
-            Command::Malformed
-        } else {
-            Command::Unknown { kind: None }
-        };
+        Some(TopLevel::Null) => return Command::Malformed,
+        Some(TopLevel::Other) => return Command::Unknown { kind: None },
     };
-    let id = message.remove("id");
-    let kind = match message.get("type") {
-        Some(Value::String(kind)) => kind.as_str(),
+    let id = id.map(RequestId::from_raw);
+    let kind = match kind.map(|raw| serde_json::from_str::<Value>(raw.get())) {
+        Some(Ok(Value::String(kind))) => kind,
         other => {
             return Command::Unknown {
-                kind: other.map(Value::to_string),
+                kind: other.and_then(Result::ok).map(|v| v.to_string()),
             }
         }
     };
-    match kind {
+    match kind.as_str() {
         "subscribe" | "unsubscribe" => {
-            let subscribe = kind == "subscribe";
-            let channel = match message.remove("channel") {
-                Some(channel) if is_truthy(&channel) => channel,
-                _ => return Command::MissingChannel,
+            let channel = match channel_name(channel) {
+                Ok(channel) => channel,
+                Err(None) => return Command::MissingChannel,
+                Err(Some(problem)) => return Command::InvalidChannel { id, problem },
             };
-            let Value::String(channel) = channel else {
-                return Command::InvalidChannel {
-                    id,
-                    problem: ChannelProblem::NotAString,
-                };
-            };
-            if let Err(problem) = check_channel_name(&channel) {
-                return Command::InvalidChannel { id, problem };
-            }
-            if subscribe {
+            if kind == "subscribe" {
                 Command::Subscribe { id, channel }
             } else {
                 Command::Unsubscribe { id, channel }
@@ -144,10 +168,23 @@ pub fn parse(text: &str) -> Command {
         }
         "request" => Command::Request { id },
         "ping" => Command::Ping { id },
-        other => Command::Unknown {
-            kind: Some(other.to_owned()),
-        },
+        _ => Command::Unknown { kind: Some(kind) },
     }
+}
+
+/// The channel of a subscribe / unsubscribe: `Err(None)` when missing or falsy (the
+/// original ignored those), `Err(Some(_))` when unacceptable.
+fn channel_name(raw: Option<&RawValue>) -> Result<String, Option<ChannelProblem>> {
+    let raw = raw.ok_or(None)?;
+    let channel = match serde_json::from_str::<Value>(raw.get()) {
+        Ok(value) if !is_truthy(&value) => return Err(None),
+        Ok(Value::String(channel)) => channel,
+        Ok(_) => return Err(Some(ChannelProblem::NotAString)),
+        Err(_) if raw.get().starts_with('"') => return Err(Some(ChannelProblem::NotUnicode)),
+        Err(_) => return Err(Some(ChannelProblem::NotAString)),
+    };
+    check_channel_name(&channel).map_err(Some)?;
+    Ok(channel)
 }
 
 /// Writes a JSON value as `JSON.stringify` would write what `JSON.parse` made of it:
@@ -175,8 +212,12 @@ fn push_js_value(out: &mut String, value: &Value) {
             out.push(']');
         }
         Value::Object(members) => {
+            // JavaScript objects list array-index keys first, ascending, then the others in
+            // insertion order.
+            let mut ordered: Vec<(&String, &Value)> = members.iter().collect();
+            ordered.sort_by_key(|(key, _)| array_index(key).map_or(u64::MAX, u64::from));
             out.push('{');
-            for (index, (key, item)) in members.iter().enumerate() {
+            for (index, (key, item)) in ordered.into_iter().enumerate() {
                 if index > 0 {
                     out.push(',');
                 }
@@ -189,13 +230,20 @@ fn push_js_value(out: &mut String, value: &Value) {
     }
 }
 
+/// `key` as an array index (a canonical decimal below 2^32 − 1), as JavaScript orders
+/// such keys first.
+fn array_index(key: &str) -> Option<u32> {
+    let index: u32 = key.parse().ok()?;
+    (index != u32::MAX && index.to_string() == key).then_some(index)
+}
+
 /// `{"type":"response"[,"id":…],"data":` — the shared head of every response.
-fn response_head(id: Option<&Value>) -> String {
+fn response_head(id: Option<&RequestId>) -> String {
     let mut out = String::with_capacity(96);
     out.push_str(r#"{"type":"response""#);
     if let Some(id) = id {
         out.push_str(r#","id":"#);
-        push_js_value(&mut out, id);
+        out.push_str(id.as_json());
     }
     out.push_str(r#","data":"#);
     out
@@ -215,7 +263,7 @@ pub fn welcome(connection_id: &str, cwd: Option<&str>) -> String {
     out
 }
 
-fn status_response(id: Option<&Value>, status: &str, channel: &str) -> String {
+fn status_response(id: Option<&RequestId>, status: &str, channel: &str) -> String {
     let mut out = response_head(id);
     out.push_str(r#"{"status":""#);
     out.push_str(status);
@@ -225,17 +273,17 @@ fn status_response(id: Option<&Value>, status: &str, channel: &str) -> String {
     out
 }
 
-pub fn subscribed(id: Option<&Value>, channel: &str) -> String {
+pub fn subscribed(id: Option<&RequestId>, channel: &str) -> String {
     status_response(id, "subscribed", channel)
 }
 
-pub fn unsubscribed(id: Option<&Value>, channel: &str) -> String {
+pub fn unsubscribed(id: Option<&RequestId>, channel: &str) -> String {
     status_response(id, "unsubscribed", channel)
 }
 
 /// The original's answer to a request; kept byte for byte (no `code`), since clients may
 /// compare the text.
-pub fn no_handler(id: Option<&Value>) -> String {
+pub fn no_handler(id: Option<&RequestId>) -> String {
     let mut out = response_head(id);
     out.push_str(r#"{"error":"No handler for request type"}}"#);
     out
@@ -249,7 +297,7 @@ pub fn parse_error() -> String {
 }
 
 /// An error response with a stable `code`.
-pub fn error(id: Option<&Value>, message: &str, code: &str) -> String {
+pub fn error(id: Option<&RequestId>, message: &str, code: &str) -> String {
     let mut out = response_head(id);
     out.push_str(r#"{"error":"#);
     push_json_string(&mut out, message);
@@ -260,11 +308,11 @@ pub fn error(id: Option<&Value>, message: &str, code: &str) -> String {
 }
 
 /// The answer to an application-level `{"type":"ping"}`.
-pub fn pong(id: Option<&Value>) -> String {
+pub fn pong(id: Option<&RequestId>) -> String {
     let mut out = String::from(r#"{"type":"pong""#);
     if let Some(id) = id {
         out.push_str(r#","id":"#);
-        push_js_value(&mut out, id);
+        out.push_str(id.as_json());
     }
     out.push('}');
     out
@@ -273,14 +321,13 @@ pub fn pong(id: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn subscribe_with_id_is_parsed() {
         assert_eq!(
             parse(r#"{"type":"subscribe","channel":"files","id":"7"}"#),
             Command::Subscribe {
-                id: Some(json!("7")),
+                id: RequestId::parse(r#""7""#),
                 channel: "files".into()
             }
         );
@@ -304,7 +351,7 @@ mod tests {
         assert_eq!(
             parse(r#"{"type":"subscribe","channel":5,"id":1}"#),
             Command::InvalidChannel {
-                id: Some(json!(1)),
+                id: RequestId::parse(r#"1"#),
                 problem: ChannelProblem::NotAString
             }
         );
@@ -364,7 +411,7 @@ mod tests {
         assert_eq!(
             parse(r#"{"__proto__":{"type":"subscribe"},"type":"request","id":"1"}"#),
             Command::Request {
-                id: Some(json!("1"))
+                id: RequestId::parse(r#""1""#)
             }
         );
     }
@@ -380,7 +427,7 @@ mod tests {
             r#"{"type":"response","data":{"status":"connected","connectionId":"conn-1-abc"}}"#
         );
         assert_eq!(
-            subscribed(Some(&json!("7")), "files"),
+            subscribed(RequestId::parse(r#""7""#).as_ref(), "files"),
             r#"{"type":"response","id":"7","data":{"status":"subscribed","channel":"files"}}"#
         );
         assert_eq!(
@@ -388,7 +435,7 @@ mod tests {
             r#"{"type":"response","data":{"status":"unsubscribed","channel":"files"}}"#
         );
         assert_eq!(
-            no_handler(Some(&json!("9"))),
+            no_handler(RequestId::parse(r#""9""#).as_ref()),
             r#"{"type":"response","id":"9","data":{"error":"No handler for request type"}}"#
         );
         assert_eq!(
@@ -396,7 +443,11 @@ mod tests {
             r#"{"type":"response","data":{"error":"Failed to parse message"}}"#
         );
         assert_eq!(
-            error(Some(&json!(3)), "Too many", "SUBSCRIPTION_LIMIT"),
+            error(
+                RequestId::parse(r#"3"#).as_ref(),
+                "Too many",
+                "SUBSCRIPTION_LIMIT"
+            ),
             r#"{"type":"response","id":3,"data":{"error":"Too many","code":"SUBSCRIPTION_LIMIT"}}"#
         );
         assert_eq!(pong(None), r#"{"type":"pong"}"#);
@@ -412,11 +463,14 @@ mod tests {
             no_handler(id.as_ref()),
             r#"{"type":"response","id":1,"data":{"error":"No handler for request type"}}"#
         );
-        let big = serde_json::from_str::<Value>("1e21").ok();
+        let big = RequestId::parse("1e21");
         assert!(no_handler(big.as_ref()).contains(r#""id":1e+21"#));
-        let null = Some(Value::Null);
+        let null = RequestId::parse("null");
         assert!(no_handler(null.as_ref()).contains(r#""id":null"#));
-        let nested = serde_json::from_str::<Value>(r#"{"b":1,"a":[true,"x"]}"#).ok();
-        assert!(no_handler(nested.as_ref()).contains(r#""id":{"b":1,"a":[true,"x"]}"#));
+        let nested = RequestId::parse(r#"{"b":1,"a":[true,"x"],"2":0,"10":1,"01":2}"#);
+        assert!(no_handler(nested.as_ref())
+            .contains(r#""id":{"2":0,"10":1,"b":1,"a":[true,"x"],"01":2}"#));
+        let infinite = RequestId::parse("1e400");
+        assert!(no_handler(infinite.as_ref()).contains(r#""id":null"#));
     }
 }

@@ -63,7 +63,9 @@ where
     let outbox = Arc::new(Outbox::new(hub.options().max_buffered_bytes_per_connection));
     let (key, _) = hub.write().add(&id, Transport::Native(Arc::clone(&outbox)));
     info!(conn_id = &*id, "native connection established");
-    outbox.push(Message::text(protocol::welcome(&id, cwd.as_deref())));
+    let welcome = protocol::welcome(&id, cwd.as_deref());
+    let bytes = welcome.len() as u64;
+    hub.account(&id, outbox.push(Message::text(welcome)), bytes);
 
     let (sink, source) = stream.split();
     let reader = read_loop(&hub, &id, key, &outbox, source);
@@ -126,7 +128,8 @@ where
             Err(error) => return classify(id, error),
         };
         if let Some(reply) = reply {
-            outbox.push(Message::text(reply));
+            let bytes = reply.len() as u64;
+            hub.account(id, outbox.push(Message::text(reply)), bytes);
         }
     }
     ReadEnd::Closed

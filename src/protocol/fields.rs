@@ -1,0 +1,153 @@
+//! Reads the three members of a client message the protocol acts on — `type`, `id`,
+//! `channel` — the way `JSON.parse` would see them, without building the rest.
+//!
+//! The whole text is still validated as JSON, but every other member is skipped, not
+//! materialised: a `data` nested hundreds of levels deep (which `JSON.parse` accepts) is
+//! walked on a heap-grown stack (`serde_stacker`), and costs no allocation. Duplicate keys
+//! keep the last value, as in JavaScript.
+
+use std::fmt;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The top level of a client message.
+#[derive(Debug, Default)]
+pub enum TopLevel<'a> {
+    /// An object, with the raw text of the members that matter.
+    Object {
+        kind: Option<&'a RawValue>,
+        id: Option<&'a RawValue>,
+        channel: Option<&'a RawValue>,
+    },
+    /// JSON `null`.
+    Null,
+    /// Any other JSON value (number, string, boolean, array).
+    #[default]
+    Other,
+}
+
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut kind, mut id, mut channel) = (None, None, None);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "type" => kind = Some(map.next_value()?),
+                "id" => id = Some(map.next_value()?),
+                "channel" => channel = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(TopLevel::Object { kind, id, channel })
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(TopLevel::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(TopLevel::Other)
+    }
+}
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TopLevelVisitor)
+    }
+}
+
+/// Parses `text` as one JSON value; `None` when it is not JSON.
+pub fn read(text: &str) -> Option<TopLevel<'_>> {
+    let mut json = serde_json::Deserializer::from_str(text);
+    json.disable_recursion_limit();
+    let top = TopLevel::deserialize(serde_stacker::Deserializer::new(&mut json)).ok()?;
+    json.end().ok()?;
+    Some(top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(value: Option<&RawValue>) -> Option<&str> {
+        value.map(RawValue::get)
+    }
+
+    #[test]
+    fn picks_the_three_members_and_skips_the_rest() {
+        let Some(TopLevel::Object { kind, id, channel }) =
+            read(r#"{"data":{"x":[1,2,{"y":null}]},"type":"subscribe","channel":"files","id":7}"#)
+        else {
+            panic!("not an object");
+        };
+        assert_eq!(raw(kind), Some(r#""subscribe""#));
+        assert_eq!(raw(id), Some("7"));
+        assert_eq!(raw(channel), Some(r#""files""#));
+    }
+
+    #[test]
+    fn the_last_duplicate_wins() {
+        let Some(TopLevel::Object { kind, .. }) = read(r#"{"type":"a","type":"b"}"#) else {
+            panic!("not an object");
+        };
+        assert_eq!(raw(kind), Some(r#""b""#));
+    }
+
+    #[test]
+    fn deep_nesting_in_skipped_members_is_accepted() {
+        let depth = 50_000;
+        let text = format!(
+            r#"{{"type":"request","data":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert!(matches!(read(&text), Some(TopLevel::Object { .. })));
+    }
+
+    #[test]
+    fn non_objects_and_garbage_are_told_apart() {
+        assert!(matches!(read("null"), Some(TopLevel::Null)));
+        assert!(matches!(read(" [1,[2]] "), Some(TopLevel::Other)));
+        assert!(matches!(read("\"x\""), Some(TopLevel::Other)));
+        assert!(read("{").is_none());
+        assert!(read("{} x").is_none());
+        assert!(read("").is_none());
+    }
+
+    #[test]
+    fn out_of_range_numbers_and_lone_surrogates_in_skipped_members_are_accepted() {
+        assert!(read(r#"{"data":1e400,"x":"\ud800"}"#).is_some());
+    }
+}
