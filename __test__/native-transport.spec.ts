@@ -3,6 +3,8 @@
 // WebSocket) and with raw TCP where byte-level control matters.
 import { spawnSync } from 'node:child_process'
 import { Agent, request as httpRequest } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { WebSocket, WebSocketServer } from 'ws'
 import { NativeSocket, WebSocketManager } from '../index.js'
@@ -13,6 +15,7 @@ import {
   ISO_RE,
   RawConnection,
   SAMPLE_ACCEPT,
+  TEST_TLS,
   cleanUp,
   fdCount,
   httpServer,
@@ -160,6 +163,39 @@ describe('native transport', () => {
         expect(m.getSubscribers('files')).toHaveLength(1)
       })
 
+      it('answers pings and close frames, and closes protocol violations with the RFC 6455 codes', async () => {
+        const m = manager()
+        const endpoint = await serveNative(m, transport, CWD)
+        const withRsv1 = maskedFrame('{"type":"ping"}')
+        withRsv1[0] = withRsv1[0]! | 0x40
+        const cases: Array<[string, Buffer, number]> = [
+          ['client close 1000', maskedFrame(Buffer.from([0x03, 0xe8]), 0x8), 1000],
+          ['unmasked frame', Buffer.from([0x81, 0x02, 0x7b, 0x7d]), 1002],
+          ['reserved opcode', maskedFrame('x', 0x3), 1002],
+          ['RSV1 without an extension', withRsv1, 1002],
+          ['invalid UTF-8 text', maskedFrame(Buffer.from([0xff, 0xfe]), 0x1), 1007],
+        ]
+        for (const [what, bytes, code] of cases) {
+          const raw = await RawConnection.open(endpoint.port)
+          raw.write(upgradeRequest('/ws'))
+          expect(await raw.responseHead()).toMatch(/^HTTP\/1\.1 101 /)
+          await raw.frames(1) // welcome
+          if (what === 'client close 1000') {
+            // A ping first: answered with a pong carrying its payload.
+            raw.write(maskedFrame('hi', 0x9))
+            const [pong] = await raw.frames(1)
+            expect(pong!.opcode).toBe(0xa)
+            expect(pong!.payload.toString()).toBe('hi')
+          }
+          raw.write(bytes)
+          const [close] = await raw.frames(1)
+          expect(close!.opcode, what).toBe(0x8)
+          expect(close!.payload.readUInt16BE(0), what).toBe(code)
+          await raw.closedByPeer()
+        }
+        await waitFor('every connection removed', () => m.getStats().nativeConnections === 0)
+      })
+
       it('refuses bad handshakes with the HTTP status the ws package would, and counts them', async () => {
         const m = manager()
         const endpoint = await serveNative(m, transport, CWD)
@@ -183,10 +219,16 @@ describe('native transport', () => {
         expect(m.getStats().rejectedHandshakes).toBe(cases.length)
         expect(m.getStats().nativeConnections).toBe(0)
 
-        // A loopback page origin is admitted by default.
-        const raw = await RawConnection.open(endpoint.port)
-        raw.write(upgradeRequest('/ws', { Origin: 'http://localhost:5173' }))
-        expect(await raw.responseHead()).toMatch(/^HTTP\/1\.1 101 /)
+        // A loopback page origin, and the server's own origin, are admitted by default.
+        const admitted: Array<Record<string, string>> = [
+          { Origin: 'http://localhost:5173' },
+          { Host: `127.0.0.1:${endpoint.port}`, Origin: `http://127.0.0.1:${endpoint.port}` },
+        ]
+        for (const headers of admitted) {
+          const raw = await RawConnection.open(endpoint.port)
+          raw.write(upgradeRequest('/ws', headers))
+          expect(await raw.responseHead(), JSON.stringify(headers)).toMatch(/^HTTP\/1\.1 101 /)
+        }
         expect(m.getStats().rejectedHandshakes).toBe(cases.length)
       })
 
@@ -325,6 +367,57 @@ describe('native transport', () => {
       expect(await hmrClient.next()).toBe('echo:x')
       expect([...m.getConnections().keys()]).toEqual([id])
       expect(m.getStats()).toMatchObject({ nativeConnections: 1, rejectedHandshakes: 0 })
+    })
+
+    it('gives each of two managers attached to one server the upgrades on its own path', async () => {
+      const { server, port } = await httpServer()
+      const a = manager()
+      const b = manager()
+      a.attach(server, { path: '/a', cwd: '/cwd-a' })
+      b.attach(server, { path: '/b', cwd: '/cwd-b' })
+      const ca = await openClient('ws', `ws://127.0.0.1:${port}/a`)
+      const cb = await openClient('undici', `ws://127.0.0.1:${port}/b`)
+      const ida = await welcomeId(ca, '/cwd-a')
+      const idb = await welcomeId(cb, '/cwd-b')
+      expect([...a.getConnections().keys()]).toEqual([ida])
+      expect([...b.getConnections().keys()]).toEqual([idb])
+      await subscribeVia(ca, 'files')
+      await subscribeVia(cb, 'files')
+      a.broadcast('files', { from: 'a' })
+      b.broadcast('files', { from: 'b' })
+      expectEnvelope(await ca.next(), 'files', { from: 'a' })
+      expectEnvelope(await cb.next(), 'files', { from: 'b' })
+      expect(ca.pending() + cb.pending()).toBe(0)
+    })
+
+    it('falls back to JS sockets through the ws package on a TLS server', async () => {
+      const m = manager()
+      const server = createHttpsServer({ key: TEST_TLS.key, cert: TEST_TLS.cert }, (_req, res) => res.end('tls'))
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      onCleanUp(async () => {
+        server.closeAllConnections()
+        await new Promise<void>((resolve) => server.close(() => resolve()))
+      })
+      m.attach(server, { path: '/ws', cwd: CWD })
+      const { port } = server.address() as AddressInfo
+      const ws = new WebSocket(`wss://127.0.0.1:${port}/ws`, { rejectUnauthorized: false })
+      onCleanUp(() => ws.terminate())
+      const messages: string[] = []
+      ws.on('message', (d) => messages.push(String(d)))
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve())
+        ws.once('error', reject)
+      })
+      await waitFor('welcome over TLS', () => messages.length >= 1)
+      const id = (JSON.parse(messages[0]!) as { data: { connectionId: string; cwd: string } }).data
+      expect(id.cwd).toBe(CWD)
+      expect(m.getStats()).toMatchObject({ jsConnections: 1, nativeConnections: 0 })
+      expect(m.getConnections().get(id.connectionId)?.ws).not.toBeInstanceOf(NativeSocket)
+      ws.send('{"type":"subscribe","channel":"files","id":"t"}')
+      await waitFor('ack', () => messages.length >= 2)
+      m.broadcast('files', { tls: true })
+      await waitFor('event', () => messages.length >= 3)
+      expectEnvelope(messages[2]!, 'files', { tls: true })
     })
 
     it('does not leak handed-over descriptors into child processes', async () => {
@@ -564,6 +657,27 @@ describe('native transport', () => {
       }
     })
 
+    it('keeps every subscriber complete and in order when a burst outruns the fan-out queue', async () => {
+      // More broadcasts in one synchronous burst than the fan-out queue holds (4 096 jobs).
+      const BURST = 10_000
+      const m = manager({ maxBufferedBytesPerConnection: 8 * 1024 * 1024 })
+      const endpoint = await serveNative(m, 'listen', CWD)
+      const clients = [await openClient('ws', endpoint.url()), await openClient('undici', endpoint.url())]
+      for (const c of clients) {
+        await welcomeId(c, CWD)
+        await subscribeVia(c, 'burst')
+      }
+      for (let i = 0; i < BURST; i++) m.broadcast('burst', i)
+      for (const c of clients) {
+        await waitFor(`${c.kind}: all ${BURST} events`, () => c.pending() >= BURST, 15_000)
+        for (let i = 0; i < BURST; i++) {
+          const text = await c.next()
+          if (!text.includes(`"data":${i},`)) expect(text, `${c.kind}: event ${i}`).toContain(`"data":${i},`)
+        }
+      }
+      expect(m.getStats().slowConsumerDisconnects).toBe(0)
+    }, 30_000)
+
     const closers: Array<[string, (m: WebSocketManager, id: string) => void, number]> = [
       ['removeConnection()', (m, id) => m.removeConnection(id), 1000],
       ['NativeSocket.close()', (m, id) => (m.getConnections().get(id)?.ws as unknown as NativeSocket).close(4000), 4000],
@@ -593,7 +707,7 @@ describe('native transport', () => {
 
   describe('health check', () => {
     it('terminates a native peer that stops answering pings and keeps one that answers', async () => {
-      const INTERVAL = 100
+      const INTERVAL = 200
       const m = manager({ pingIntervalMs: INTERVAL })
       const endpoint = await serveNative(m, 'listen', CWD)
       const responsive = await openClient('ws', endpoint.url()) // `ws` answers pings itself
@@ -651,6 +765,33 @@ describe('native transport', () => {
       expect(() => m.broadcast('files', 1)).toThrow(/shut down/)
       expect(() => m.listen({ port: 0 })).toThrow(/shut down/)
       expect(() => m.attach(server, { path: '/ws' })).toThrow(/shut down/)
+    })
+    it('leaves no descriptor behind: listener, attached and half-open connections all closed', async () => {
+      // Warm up the runtime so its own descriptors are part of the baseline.
+      const warm = manager()
+      await warm.listen({ port: 0 })
+      warm.shutdown()
+      const { server, port } = await httpServer()
+      await waitFor('warm-up listener closed', () => portRefuses(port).then((r) => !r))
+      const baseline = fdCount()
+
+      const m = manager()
+      const listened = await serveNative(m, 'listen', CWD)
+      m.attach(server, { path: '/ws', cwd: CWD })
+      const clients = [
+        await openClient('ws', listened.url()),
+        await openClient('undici', `ws://127.0.0.1:${port}/ws`),
+      ]
+      for (const c of clients) await welcomeId(c, CWD)
+      // A connection that never finishes its handshake.
+      const halfOpen = await RawConnection.open(listened.port)
+      halfOpen.write('GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n')
+      expect(fdCount()).toBeGreaterThan(baseline)
+
+      m.shutdown()
+      await Promise.all(clients.map((c) => within(c.closed, DEADLINE_MS, 'close at shutdown')))
+      await halfOpen.closedByPeer()
+      await waitFor(`descriptors back to ${baseline} (now ${fdCount()})`, () => fdCount() <= baseline)
     })
   })
 

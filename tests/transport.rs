@@ -451,3 +451,21 @@ async fn a_subscriber_that_stops_reading_is_cut_off_at_the_cap_while_another_get
     drop(stuck);
     hub.begin_shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handshake_in_progress_ends_at_shutdown() {
+    let (hub, address) = start(Options::default()).await;
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    // Half a request head: the server is still reading it.
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    hub.begin_shutdown();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
+        .await
+        .expect("the server drops the half-open connection at shutdown");
+    assert!(read.is_err() || rest.is_empty() || rest.starts_with(b"HTTP/1.1 503"));
+    eventually("nothing native is left running", || hub.active() == 0).await;
+}

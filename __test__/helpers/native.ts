@@ -309,6 +309,31 @@ export function upgradeRequest(
   return `${method} ${path} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n`
 }
 
+/**
+ * A self-signed certificate for 127.0.0.1 / localhost (EC P-256, valid for 100 years), only
+ * for the TLS fallback test. Never use it for anything else.
+ */
+export const TEST_TLS = {
+  key: `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgPvxeOZpWCVCBk8Ov
+VgYKpKSlRvJtomwDYh0NQvaiR9WhRANCAARRB0lCyTKgWKzB97lE3YOVz0NQo1Fo
+nrK33OoReV3zhDlqIQPlaiyB43s9w51w/yYUIwOG3wtf8m8Kk/dky/xf
+-----END PRIVATE KEY-----
+`,
+  cert: `-----BEGIN CERTIFICATE-----
+MIIBmzCCAUGgAwIBAgIUWvzTqQm3+R3TnmClc8rTmWOwx/YwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyNjAyMTIwNVoYDzIxMjYxMTAy
+MDIxMjA1WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAARRB0lCyTKgWKzB97lE3YOVz0NQo1FonrK33OoReV3zhDlqIQPlaiyB
+43s9w51w/yYUIwOG3wtf8m8Kk/dky/xfo28wbTAdBgNVHQ4EFgQUZs4I5q9L3afi
+zEECb/GEZrlO39gwHwYDVR0jBBgwFoAUZs4I5q9L3afizEECb/GEZrlO39gwDwYD
+VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARhwR/AAABgglsb2NhbGhvc3QwCgYIKoZI
+zj0EAwIDSAAwRQIgK5itQc9AY6cT7j7/EW7PjNJcPnwGx3DdcQq+FPFDdTQCIQCG
+Bjio4Iync6qCtdUBB+aBS+81doOQUJ/kA81P4stsrA==
+-----END CERTIFICATE-----
+`,
+}
+
 /** The accept key for `dGhlIHNhbXBsZSBub25jZQ==` (RFC 6455 §1.3). */
 export const SAMPLE_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo='
 
