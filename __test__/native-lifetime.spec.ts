@@ -25,8 +25,11 @@ class Child {
   readonly exited: Promise<Exit>
   private wake: (() => void) | null = null
 
-  constructor(script: string) {
-    this.process = spawn(process.execPath, ['-e', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  constructor(script: string, nodeFlags: string[] = []) {
+    this.process = spawn(process.execPath, [...nodeFlags, '-e', script], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     this.process.stdout!.on('data', (d: Buffer) => {
       this.stdout += d.toString()
       this.wake?.()
@@ -207,6 +210,31 @@ describe('native transport process lifetime', () => {
     expectCleanExit(await child.exit(), child)
     expect(child.stdout).toContain('server closed')
     expect(child.stdout).toContain('client closed 1001')
+  })
+
+  it('keeps listening and answering after the manager object is no longer referenced and gc runs', async () => {
+    const child = new Child(
+      `${PRELUDE}
+      ;(function () {
+        const m = new WebSocketManager(undefined, {})
+        m.listen({ port: 0 }).then(({ port }) => {
+          for (let i = 0; i < 5; i++) global.gc()
+          setImmediate(() => {
+            for (let i = 0; i < 5; i++) global.gc()
+            console.log('collected, port ' + port)
+          })
+        })
+      })()
+    `,
+      ['--expose-gc'],
+    )
+    const [, port] = await child.line(/collected, port (\d+)/)
+    const client = await welcomeFrom(`ws://127.0.0.1:${port}/ws`)
+    const ack = new Promise<string>((resolve) => client.ws.once('message', (d) => resolve(String(d))))
+    client.ws.send('{"type":"subscribe","channel":"files","id":"g"}')
+    expect(await ack).toBe('{"type":"response","id":"g","data":{"status":"subscribed","channel":"files"}}')
+    client.ws.terminate()
+    expect(child.alive, child.describe()).toBe(true)
   })
 
   it('is kept alive by a native connection alone, and exits once it closes', async () => {
