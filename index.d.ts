@@ -319,6 +319,13 @@ export interface ManagerStats {
   rejectedHandshakes: number
   /** Peers removed by the health check. */
   deadPeersRemoved: number
+  /**
+   * The most bytes any one native connection has queued right now. A producer can pace
+   * itself on it: keep it well under `maxBufferedBytesPerConnection`.
+   */
+  maxQueuedBytes: number
+  /** Broadcasts waiting for the fan-out task. */
+  pendingBroadcasts: number
 }
 
 /** Data of a `search` event. */

@@ -272,6 +272,11 @@ impl Hub {
         }
     }
 
+    /// Broadcasts queued for the fan-out task.
+    pub fn pending_broadcasts(&self) -> usize {
+        self.fanout.pending()
+    }
+
     fn start_fanout(self: &Arc<Self>) {
         if self.fanout_started.swap(true, Ordering::AcqRel) {
             return;

@@ -336,6 +336,19 @@ impl Registry {
         all
     }
 
+    /// The most bytes any native connection has queued right now: what a producer that
+    /// paces itself watches.
+    pub fn max_queued_bytes(&self) -> usize {
+        self.connections
+            .values()
+            .filter_map(|connection| match &connection.transport {
+                Transport::Native(outbox) => Some(outbox.queued_bytes()),
+                Transport::Js => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn counts(&self) -> RegistryCounts {
         let native_connections = self
             .connections

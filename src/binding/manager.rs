@@ -90,6 +90,11 @@ pub struct ManagerStats {
     pub rejected_handshakes: f64,
     /// Peers removed by the health check.
     pub dead_peers_removed: f64,
+    /// The most bytes any one native connection has queued right now. A producer can pace
+    /// itself on it: keep it well under `maxBufferedBytesPerConnection`.
+    pub max_queued_bytes: f64,
+    /// Broadcasts waiting for the fan-out task.
+    pub pending_broadcasts: f64,
 }
 
 /// Runs a listener body, keeping a panic inside the addon.
@@ -651,7 +656,10 @@ impl WebSocketManager {
     #[napi(catch_unwind)]
     pub fn get_stats(&self) -> ManagerStats {
         let hub = &self.shared.hub;
-        let counts = hub.read().counts();
+        let (counts, max_queued_bytes) = {
+            let registry = hub.read();
+            (registry.counts(), registry.max_queued_bytes())
+        };
         let stats = hub.stats().snapshot();
         ManagerStats {
             connections: (counts.js_connections + counts.native_connections) as f64,
@@ -666,6 +674,8 @@ impl WebSocketManager {
             slow_consumer_disconnects: stats.slow_consumer_disconnects as f64,
             rejected_handshakes: stats.rejected_handshakes as f64,
             dead_peers_removed: stats.dead_peers_removed as f64,
+            max_queued_bytes: max_queued_bytes as f64,
+            pending_broadcasts: hub.pending_broadcasts() as f64,
         }
     }
 

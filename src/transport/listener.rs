@@ -30,6 +30,11 @@ pub async fn listen(
 ) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind((host, port)).await?;
     let address = listener.local_addr()?;
+    if hub.is_shut_down() {
+        return Err(io::Error::other(
+            "the manager was shut down while listen() was pending",
+        ));
+    }
     let guard = hub.active_guard();
     info!(%address, path = endpoint.policy.path, "listening");
     tokio::spawn(async move {
