@@ -99,14 +99,15 @@ const rows: Row[] = [
     channels: [],
   },
   {
-    // JSON.parse accepts escaped unpaired surrogates (a browser's JSON.stringify produces them
-    // for a string cut in the middle of an emoji); JSON.stringify escapes them again
-    name: 'subscribe with an escaped lone-surrogate channel',
-    send: '{"type":"subscribe","channel":"a\\ud800"}',
-    reply: '{"type":"response","data":{"status":"subscribed","channel":"a\\ud800"}}',
-    channels: ['a\ud800'],
+    // README "deliberate differences": channel names must be well-formed Unicode
+    name: 'subscribe with an escaped lone-surrogate channel (refused, README)',
+    send: '{"type":"subscribe","channel":"a\\ud800","id":"s1"}',
+    reply: '{"type":"response","id":"s1","data":{"error":"Channel name must be well-formed Unicode","code":"INVALID_CHANNEL"}}',
+    channels: [],
   },
   {
+    // JSON.parse accepts escaped unpaired surrogates (a browser's JSON.stringify produces them
+    // for a string cut in the middle of an emoji)
     name: 'a request whose data holds an escaped lone surrogate',
     send: '{"type":"request","id":"ls","data":{"chunk":"half an emoji \\ud83d"}}',
     reply: '{"type":"response","id":"ls","data":{"error":"No handler for request type"}}',
@@ -363,11 +364,11 @@ describe('client protocol over a mock socket', () => {
     expect(await sentAt(1)).toBe(original)
   })
 
-  it('welcomes with a cwd holding a lone surrogate escaped as JSON.stringify does', async () => {
+  it('welcomes with a cwd holding a lone surrogate as U+FFFD (README: deliberate difference)', async () => {
     const ws2 = mockSocket()
     manager.handleConnection(asWs(ws2), '/tmp/\udc00')
     const id2 = [...manager.getConnections().keys()].find((k) => k !== id)!
-    expect(sent(ws2)).toEqual([welcome(id2, '/tmp/\udc00')])
+    expect(sent(ws2)).toEqual([welcome(id2, '/tmp/\ufffd')])
   })
 
   it('omits cwd from the welcome when none is given (JSON.stringify drops undefined)', async () => {
