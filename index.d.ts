@@ -170,6 +170,13 @@ export interface AttachOptions {
   cwd?: string
 }
 
+/** A connection as `authorizeSubscribe` sees it. */
+export interface ConnectionInfo {
+  id: string
+  /** What `authenticate` returned, when it returned an object. */
+  meta?: unknown
+}
+
 /** Severity of an LSP diagnostic. */
 export type DiagnosticSeverity = 'error' | 'warning' | 'info' | 'hint'
 
@@ -291,6 +298,39 @@ export interface ManagerOptions {
    * @default false
    */
   token?: boolean | string
+  /**
+   * Decides each native upgrade that passed the Origin, Host and token checks, before
+   * the `101`. Gets `{ url, headers, remoteAddress }` (header names lower-cased, as in
+   * Node's `req.headers`); returns or resolves to `true` to admit, an object to admit
+   * with that object as the connection's metadata (`meta` in `authorizeSubscribe`),
+   * anything else to refuse with 401. A throw, a rejection or no answer within
+   * `callbackTimeoutMs` refuses too.
+   */
+  authenticate?: (request: UpgradeRequestInfo) => boolean | object | Promise<boolean | object>
+  /**
+   * Decides each subscribe a client sends (not the server's own `subscribe()`): gets
+   * `({ id, meta }, channel)` and returns or resolves to `true` to allow. Anything else,
+   * a throw, a rejection or a timeout answers with an error response of code `FORBIDDEN`.
+   */
+  authorizeSubscribe?: (connection: ConnectionInfo, channel: string) => boolean | Promise<boolean>
+  /**
+   * How long `authenticate` and `authorizeSubscribe` may take, in milliseconds.
+   * @default 5000
+   */
+  callbackTimeoutMs?: number
+  /**
+   * Native connections (established or mid-handshake) accepted at once; more are
+   * refused with 503.
+   * @default 10000
+   */
+  maxConnections?: number
+  /**
+   * Messages per second a client may send (bursts of twice as many). Over it, the first
+   * refused message is answered with `RATE_LIMITED`; a client that keeps flooding through
+   * a whole burst of refusals is closed with 1008. `0` disables the limit.
+   * @default 100
+   */
+  maxMessagesPerSecond?: number
 }
 
 /** Counters and gauges of a manager, as returned by `getStats()`. */
@@ -344,6 +384,14 @@ export interface SearchResult {
   column: number
   match: string
   context: string
+}
+
+/** The upgrade request as `authenticate` sees it. */
+export interface UpgradeRequestInfo {
+  url: string
+  /** Header names lower-cased; repeated headers combined as Node combines them. */
+  headers: Record<string, string>
+  remoteAddress: string
 }
 
 /** One problem found by a validation run. */

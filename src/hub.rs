@@ -16,9 +16,12 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{debug, warn};
 
 use crate::fanout::{FanOut, Job};
+use crate::gate::{ConnectionInfo, Gatekeeper};
 use crate::options::Options;
 use crate::outbox::{CloseReason, Outbox, Push};
+use crate::protocol::RequestId;
 use crate::protocol::{self, codes, Command};
+use crate::rate::{Admit, TokenBucket};
 use crate::registry::{HealthVerdict, Registry, SubscribeOutcome, Subscriber, Transport};
 use crate::stats::Stats;
 
@@ -59,6 +62,9 @@ pub struct Hub {
     lifeline: OnceLock<Arc<dyn Lifeline>>,
     fanout: FanOut,
     fanout_started: AtomicBool,
+    gatekeeper: OnceLock<Arc<dyn Gatekeeper>>,
+    /// Native connections established or mid-handshake, against `maxConnections`.
+    native_slots: AtomicUsize,
 }
 
 impl std::fmt::Debug for Hub {
@@ -84,6 +90,64 @@ pub fn new_connection_id() -> String {
     format!("conn-{millis}-{suffix}")
 }
 
+/// Close code for a peer that floods the server with messages.
+pub const POLICY_VIOLATION: u16 = 1008;
+
+/// What to do after one client message.
+pub enum Handled {
+    /// Send this reply to the client.
+    Reply(String),
+    /// Nothing to send.
+    Nothing,
+    /// Over the rate limit; dropped without a reply.
+    Dropped,
+    /// Close the connection with this code.
+    Close(u16),
+    /// Ask the application (`authorizeSubscribe`) first; then call
+    /// [`Hub::finish_subscribe`].
+    Authorize {
+        req: Option<RequestId>,
+        channel: String,
+        connection: ConnectionInfo,
+    },
+}
+
+impl std::fmt::Debug for Handled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handled::Reply(text) => f.debug_tuple("Reply").field(text).finish(),
+            Handled::Nothing => f.write_str("Nothing"),
+            Handled::Dropped => f.write_str("Dropped"),
+            Handled::Close(code) => f.debug_tuple("Close").field(code).finish(),
+            Handled::Authorize { channel, .. } => f
+                .debug_struct("Authorize")
+                .field("channel", channel)
+                .finish(),
+        }
+    }
+}
+
+impl Handled {
+    /// The reply text, if this is a reply.
+    pub fn reply(self) -> Option<String> {
+        match self {
+            Handled::Reply(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// Room for one native connection under `maxConnections`, given back on drop.
+pub struct ConnectionSlot {
+    hub: Arc<Hub>,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.hub.native_slots.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The result of one health-check tick for the sockets the runtime cannot reach itself.
 #[derive(Debug, Default)]
 pub struct JsHealthWork {
@@ -105,6 +169,8 @@ impl Hub {
             lifeline: OnceLock::new(),
             fanout: FanOut::default(),
             fanout_started: AtomicBool::new(false),
+            gatekeeper: OnceLock::new(),
+            native_slots: AtomicUsize::new(0),
         })
     }
 
@@ -166,42 +232,23 @@ impl Hub {
         first
     }
 
-    /// Handles one text message from connection `id` and returns the reply to send back to
-    /// it, if any.
-    pub fn handle_client_text(&self, id: &str, text: &str) -> Option<String> {
+    /// Handles one text message from connection `id`.
+    pub fn handle_client_text(&self, id: &str, text: &str) -> Handled {
         match protocol::parse(text) {
-            Command::Subscribe { id: req, channel } => {
-                let limit = self.options.max_subscriptions_per_connection;
-                match self.write().subscribe(id, &channel, Some(limit)) {
-                    SubscribeOutcome::Added | SubscribeOutcome::AlreadySubscribed => {
-                        debug!(conn_id = id, channel, "subscribed");
-                        Some(protocol::subscribed(req.as_ref(), &channel))
-                    }
-                    SubscribeOutcome::LimitReached => {
-                        warn!(conn_id = id, channel, limit, "subscription limit reached");
-                        Some(protocol::error(
-                            req.as_ref(),
-                            &format!("Subscription limit of {limit} channels reached"),
-                            codes::SUBSCRIPTION_LIMIT,
-                        ))
-                    }
-                    SubscribeOutcome::UnknownConnection => None,
-                }
-            }
+            Command::Subscribe { id: req, channel } => self.begin_subscribe(id, req, channel),
             Command::Unsubscribe { id: req, channel } => {
-                if !self.read().contains(id) {
-                    return None;
+                if !self.write().unsubscribe_if_known(id, &channel) {
+                    return Handled::Nothing;
                 }
-                self.write().unsubscribe(id, &channel);
                 debug!(conn_id = id, channel, "unsubscribed");
-                Some(protocol::unsubscribed(req.as_ref(), &channel))
+                Handled::Reply(protocol::unsubscribed(req.as_ref(), &channel))
             }
-            Command::Request { id: req } => Some(protocol::no_handler(req.as_ref())),
-            Command::Ping { id: req } => Some(protocol::pong(req.as_ref())),
-            Command::MissingChannel => None,
+            Command::Request { id: req } => Handled::Reply(protocol::no_handler(req.as_ref())),
+            Command::Ping { id: req } => Handled::Reply(protocol::pong(req.as_ref())),
+            Command::MissingChannel => Handled::Nothing,
             Command::InvalidChannel { id: req, problem } => {
                 warn!(conn_id = id, ?problem, "invalid channel name");
-                Some(protocol::error(
+                Handled::Reply(protocol::error(
                     req.as_ref(),
                     problem.message(),
                     codes::INVALID_CHANNEL,
@@ -209,13 +256,139 @@ impl Hub {
             }
             Command::Unknown { kind } => {
                 warn!(conn_id = id, kind = kind.as_deref(), "unknown message type");
-                None
+                Handled::Nothing
             }
             Command::Malformed => {
                 warn!(conn_id = id, "failed to parse message");
-                Some(protocol::parse_error())
+                Handled::Reply(protocol::parse_error())
             }
         }
+    }
+
+    /// A client subscribe: answered at once, or handed to the application's
+    /// `authorizeSubscribe` first when it set one and the subscription would be new.
+    fn begin_subscribe(&self, id: &str, req: Option<RequestId>, channel: String) -> Handled {
+        let limit = self.options.max_subscriptions_per_connection;
+        let state = self.read().get(id).map(|c| {
+            (
+                c.channels.contains(channel.as_str()),
+                c.channels.len() >= limit,
+                c.meta.clone(),
+            )
+        });
+        match state {
+            None => Handled::Nothing,
+            Some((true, _, _)) => Handled::Reply(protocol::subscribed(req.as_ref(), &channel)),
+            Some((false, true, _)) => {
+                warn!(conn_id = id, channel, limit, "subscription limit reached");
+                Handled::Reply(protocol::error(
+                    req.as_ref(),
+                    &format!("Subscription limit of {limit} channels reached"),
+                    codes::SUBSCRIPTION_LIMIT,
+                ))
+            }
+            Some((false, false, meta)) => {
+                if !self
+                    .gatekeeper
+                    .get()
+                    .is_some_and(|gate| gate.authorizes_subscriptions())
+                {
+                    return self.finish_subscribe(id, req, &channel, true);
+                }
+                Handled::Authorize {
+                    req,
+                    channel,
+                    connection: ConnectionInfo {
+                        id: Arc::from(id),
+                        meta,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Completes a subscribe once its authorization is known.
+    pub fn finish_subscribe(
+        &self,
+        id: &str,
+        req: Option<RequestId>,
+        channel: &str,
+        allowed: bool,
+    ) -> Handled {
+        if !allowed {
+            warn!(
+                conn_id = id,
+                channel, "subscription refused by authorizeSubscribe"
+            );
+            return Handled::Reply(protocol::error(
+                req.as_ref(),
+                "Not allowed to subscribe to this channel",
+                codes::FORBIDDEN,
+            ));
+        }
+        let limit = self.options.max_subscriptions_per_connection;
+        match self.write().subscribe(id, channel, Some(limit)) {
+            SubscribeOutcome::Added | SubscribeOutcome::AlreadySubscribed => {
+                debug!(conn_id = id, channel, "subscribed");
+                Handled::Reply(protocol::subscribed(req.as_ref(), channel))
+            }
+            SubscribeOutcome::LimitReached => Handled::Reply(protocol::error(
+                req.as_ref(),
+                &format!("Subscription limit of {limit} channels reached"),
+                codes::SUBSCRIPTION_LIMIT,
+            )),
+            SubscribeOutcome::UnknownConnection => Handled::Nothing,
+        }
+    }
+
+    /// Applies the rate limit to one inbound message of connection `id`.
+    pub fn rate_check(&self, id: &str, bucket: &mut Option<TokenBucket>) -> Handled {
+        let Some(bucket) = bucket else {
+            return Handled::Nothing;
+        };
+        match bucket.admit(std::time::Instant::now()) {
+            Admit::Yes => Handled::Nothing,
+            Admit::Refuse { first: true } => {
+                warn!(conn_id = id, "message rate limit exceeded");
+                Handled::Reply(protocol::error(
+                    None,
+                    "Too many messages; slow down",
+                    codes::RATE_LIMITED,
+                ))
+            }
+            Admit::Refuse { first: false } => Handled::Dropped,
+            Admit::Close => {
+                warn!(conn_id = id, "message flood; closing");
+                Handled::Close(POLICY_VIOLATION)
+            }
+        }
+    }
+
+    /// A fresh rate limiter for a new connection, or `None` when limiting is off.
+    pub fn new_rate_limiter(&self) -> Option<TokenBucket> {
+        let rate = self.options.max_messages_per_second;
+        (rate > 0).then(|| TokenBucket::new(rate, std::time::Instant::now()))
+    }
+
+    /// Installs the application's checks; only the first call has an effect.
+    pub fn set_gatekeeper(&self, gatekeeper: Arc<dyn Gatekeeper>) {
+        let _ = self.gatekeeper.set(gatekeeper);
+    }
+
+    pub fn gatekeeper(&self) -> Option<&Arc<dyn Gatekeeper>> {
+        self.gatekeeper.get()
+    }
+
+    /// Reserves room for one more native connection under `maxConnections`.
+    pub fn reserve_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let taken = self.native_slots.fetch_add(1, Ordering::AcqRel);
+        if taken >= self.options.max_connections {
+            self.native_slots.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ConnectionSlot {
+            hub: Arc::clone(self),
+        })
     }
 
     /// Publishes one serialised broadcast: the JavaScript-socket subscribers are added to
@@ -343,7 +516,7 @@ mod tests {
         let reply =
             hub.handle_client_text("a", r#"{"type":"subscribe","channel":"files","id":"7"}"#);
         assert_eq!(
-            reply.as_deref(),
+            reply.reply().as_deref(),
             Some(
                 r#"{"type":"response","id":"7","data":{"status":"subscribed","channel":"files"}}"#
             )
@@ -361,6 +534,7 @@ mod tests {
         hub.handle_client_text("a", r#"{"type":"subscribe","channel":"one"}"#);
         let reply = hub
             .handle_client_text("a", r#"{"type":"subscribe","channel":"two","id":2}"#)
+            .reply()
             .unwrap_or_default();
         assert!(reply.contains(r#""code":"SUBSCRIPTION_LIMIT""#), "{reply}");
         assert!(reply.contains(r#""id":2"#));
@@ -368,13 +542,89 @@ mod tests {
         assert_eq!(hub.read().channels_of("a").len(), 1);
     }
 
+    struct RefuseAll;
+
+    impl Gatekeeper for RefuseAll {
+        fn authenticate(
+            &self,
+            _: crate::gate::AuthRequest,
+        ) -> Option<crate::gate::Decision<crate::gate::AuthVerdict>> {
+            None
+        }
+        fn authorize_subscribe(
+            &self,
+            _: ConnectionInfo,
+            _: String,
+        ) -> Option<crate::gate::Decision<bool>> {
+            Some(Box::pin(async { false }))
+        }
+        fn authorizes_subscriptions(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_checked_subscribe_waits_for_authorization_and_a_refusal_is_forbidden() {
+        let hub = hub_with(&["a"]);
+        hub.set_gatekeeper(Arc::new(RefuseAll));
+        let handled = hub.handle_client_text("a", r#"{"type":"subscribe","channel":"x","id":1}"#);
+        let Handled::Authorize {
+            req,
+            channel,
+            connection,
+        } = handled
+        else {
+            panic!("expected an authorization step, got {handled:?}");
+        };
+        assert_eq!(&*connection.id, "a");
+        let reply = hub
+            .finish_subscribe("a", req, &channel, false)
+            .reply()
+            .unwrap_or_default();
+        assert!(reply.contains(r#""code":"FORBIDDEN""#), "{reply}");
+        assert!(hub.read().channels_of("a").is_empty());
+    }
+
+    #[test]
+    fn the_rate_limit_answers_once_then_drops_then_closes() {
+        let hub = Hub::new(Options {
+            max_messages_per_second: 1,
+            ..Options::default()
+        });
+        let mut bucket = hub.new_rate_limiter();
+        assert!(matches!(hub.rate_check("a", &mut bucket), Handled::Nothing));
+        assert!(matches!(hub.rate_check("a", &mut bucket), Handled::Nothing));
+        let Handled::Reply(reply) = hub.rate_check("a", &mut bucket) else {
+            panic!("expected a RATE_LIMITED reply");
+        };
+        assert!(reply.contains("RATE_LIMITED"));
+        assert!(matches!(hub.rate_check("a", &mut bucket), Handled::Dropped));
+        assert!(matches!(
+            hub.rate_check("a", &mut bucket),
+            Handled::Close(1008)
+        ));
+    }
+
+    #[test]
+    fn connection_slots_stop_at_the_limit_and_come_back() {
+        let hub = Hub::new(Options {
+            max_connections: 1,
+            ..Options::default()
+        });
+        let slot = hub.reserve_connection();
+        assert!(slot.is_some());
+        assert!(hub.reserve_connection().is_none());
+        drop(slot);
+        assert!(hub.reserve_connection().is_some());
+    }
+
     #[test]
     fn messages_from_a_removed_connection_change_nothing() {
         let hub = hub_with(&[]);
-        assert_eq!(
+        assert!(matches!(
             hub.handle_client_text("gone", r#"{"type":"subscribe","channel":"files"}"#),
-            None
-        );
+            Handled::Nothing
+        ));
         assert_eq!(hub.read().counts().channels, 0);
     }
 

@@ -16,11 +16,13 @@
 
 pub mod envelope;
 pub mod fanout;
+pub mod gate;
 pub mod handshake;
 pub mod hub;
 pub mod options;
 pub mod outbox;
 pub mod protocol;
+pub mod rate;
 pub mod registry;
 pub mod runtime;
 pub mod stats;

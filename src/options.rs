@@ -26,6 +26,16 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 128;
 /// chose by raising it.
 pub const DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION: usize = 1024 * 1024;
 
+/// Native connections (established or mid-handshake) one manager accepts; more are refused
+/// with 503. Each costs a descriptor and a few KiB; 10 000 fits a default `ulimit -n` of
+/// 1 048 576 and stays far from memory trouble, while capping what a flood can take.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Client messages per second per connection (bursts of twice as many). A UI sends a
+/// handful of subscribe / request messages per second; 100 is generous for it and keeps a
+/// flooding peer from monopolising the core.
+pub const DEFAULT_MAX_MESSAGES_PER_SECOND: u32 = 100;
+
 /// Longest channel name a client may use, in UTF-8 bytes.
 pub const MAX_CHANNEL_NAME_BYTES: usize = 128;
 
@@ -37,6 +47,11 @@ pub struct Options {
     pub max_payload_bytes: usize,
     pub max_subscriptions_per_connection: usize,
     pub max_buffered_bytes_per_connection: usize,
+    pub max_connections: usize,
+    /// `0` disables rate limiting.
+    pub max_messages_per_second: u32,
+    /// How long `authenticate` / `authorizeSubscribe` may take before the request is refused.
+    pub decision_timeout: Duration,
 }
 
 impl Default for Options {
@@ -46,6 +61,9 @@ impl Default for Options {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
             max_buffered_bytes_per_connection: DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_messages_per_second: DEFAULT_MAX_MESSAGES_PER_SECOND,
+            decision_timeout: crate::gate::DEFAULT_DECISION_TIMEOUT,
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Connection {
     /// Answered the last health-check ping (or has not been pinged yet).
     pub alive: bool,
     pub transport: Transport,
+    /// What `authenticate` returned for it, as JSON text.
+    pub meta: Option<Arc<str>>,
 }
 
 /// A channel's view of one subscriber: enough to deliver without a second lookup.
@@ -149,6 +151,7 @@ impl Registry {
             channels: IndexSet::new(),
             alive: true,
             transport,
+            meta: None,
         };
         self.connections.insert(id, connection);
         (key, replaced)
@@ -210,6 +213,23 @@ impl Registry {
             .insert(connection.order, subscriber);
         self.subscriptions += 1;
         SubscribeOutcome::Added
+    }
+
+    /// Records what `authenticate` said about a connection.
+    pub fn set_meta(&mut self, id: &str, key: RecordKey, meta: Option<Arc<str>>) {
+        if let Some(connection) = self.connections.get_mut(id).filter(|c| c.key == key) {
+            connection.meta = meta;
+        }
+    }
+
+    /// Like [`Registry::unsubscribe`], but `true` whenever the connection exists, as the
+    /// protocol answers an unsubscribe from a known connection either way.
+    pub fn unsubscribe_if_known(&mut self, id: &str, channel: &str) -> bool {
+        if !self.connections.contains_key(id) {
+            return false;
+        }
+        self.unsubscribe(id, channel);
+        true
     }
 
     /// Removes `channel` from a connection; `false` when it was not subscribed or unknown.

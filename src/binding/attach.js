@@ -57,7 +57,7 @@
     whenFlushed(socket, () => {
       if (socket.destroyed) return
       try {
-        handoff(fd, req.method, url, req.rawHeaders, head, socket.localAddress || '')
+        handoff(fd, req.method, url, req.rawHeaders, head, socket.localAddress || '', socket.remoteAddress || '')
       } finally {
         socket.destroy()
       }

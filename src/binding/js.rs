@@ -102,6 +102,45 @@ impl Js {
         Err(napi::Error::from_status(napi::Status::from(status)))
     }
 
+    /// `object[key] = value` with a computed key.
+    pub fn set_property(self, object: Raw, key: Raw, value: Raw) -> napi::Result<()> {
+        let status = unsafe { sys::napi_set_property(self.env, object, key, value) };
+        self.check(status)
+    }
+
+    /// Whether `value` is the boolean `true`.
+    pub fn is_true(self, value: Raw) -> bool {
+        let mut result = false;
+        let status = unsafe { sys::napi_get_value_bool(self.env, value, &mut result) };
+        status == sys::Status::napi_ok && result
+    }
+
+    pub fn is_promise(self, value: Raw) -> bool {
+        let mut result = false;
+        unsafe { sys::napi_is_promise(self.env, value, &mut result) };
+        result
+    }
+
+    /// `JSON.stringify(value)` with the current global, for rare paths; `None` when it
+    /// throws or gives `undefined`.
+    pub fn json_stringify(self, value: Raw) -> Option<String> {
+        let json = self.get(self.global(), names::JSON).ok()?;
+        match self.call_method(json, names::STRINGIFY, &[value])? {
+            Called::Returned(text) => self.string(text),
+            Called::Threw(_) => None,
+        }
+    }
+
+    /// `JSON.parse(text)`; `None` when it throws.
+    pub fn json_parse(self, text: &str) -> Option<Raw> {
+        let json = self.get(self.global(), names::JSON).ok()?;
+        let text = self.create_string(text).ok()?;
+        match self.call_method(json, c"parse", &[text])? {
+            Called::Returned(value) => Some(value),
+            Called::Threw(_) => None,
+        }
+    }
+
     pub fn number(self, value: Raw) -> Option<f64> {
         let mut number = 0.0;
         let status = unsafe { sys::napi_get_value_double(self.env, value, &mut number) };

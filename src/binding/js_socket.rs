@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 
 use super::js::{names, Called, Js, JsRef, Raw};
+use crate::rate::TokenBucket;
 use crate::registry::{ConnectionId, RecordKey};
 
 /// `WebSocket.OPEN`.
@@ -19,6 +20,8 @@ const OPEN: f64 = 1.0;
 struct JsSocket {
     ws: JsRef,
     id: ConnectionId,
+    /// Inbound message rate of a socket adopted with `handleConnection`.
+    bucket: Option<TokenBucket>,
 }
 
 /// How one send to a JavaScript socket ended.
@@ -36,7 +39,31 @@ pub struct JsSockets {
 
 impl JsSockets {
     pub fn insert(&self, key: RecordKey, id: ConnectionId, ws: JsRef) {
-        self.sockets.borrow_mut().insert(key, JsSocket { ws, id });
+        let socket = JsSocket {
+            ws,
+            id,
+            bucket: None,
+        };
+        self.sockets.borrow_mut().insert(key, socket);
+    }
+
+    /// Gives the socket of `key` a rate limiter (or none).
+    pub fn set_rate_limiter(&self, key: RecordKey, bucket: Option<TokenBucket>) {
+        if let Some(socket) = self.sockets.borrow_mut().get_mut(&key) {
+            socket.bucket = bucket;
+        }
+    }
+
+    /// Runs `check` on the socket's rate limiter.
+    pub fn rate_check<R>(
+        &self,
+        key: RecordKey,
+        check: impl FnOnce(&mut Option<TokenBucket>) -> R,
+    ) -> Option<R> {
+        self.sockets
+            .borrow_mut()
+            .get_mut(&key)
+            .map(|socket| check(&mut socket.bucket))
     }
 
     /// Forgets a socket, handing back its object (still referenced until dropped).
@@ -104,6 +131,16 @@ fn call_optional(js: Js, ws: Raw, method: &CStr) -> Result<bool, String> {
 /// `ws.close()`.
 pub fn close(js: Js, ws: Raw) -> Result<(), String> {
     call_optional(js, ws, names::CLOSE).map(drop)
+}
+
+/// `ws.close(code)`.
+pub fn close_with(js: Js, ws: Raw, code: u16) -> Result<(), String> {
+    let mut raw = std::ptr::null_mut();
+    unsafe { napi::sys::napi_create_uint32(js.raw_env(), u32::from(code), &mut raw) };
+    match js.call_method(ws, names::CLOSE, &[raw]) {
+        Some(Called::Threw(error)) => Err(js.describe(error)),
+        _ => Ok(()),
+    }
 }
 
 /// Ends a dead peer without a closing handshake: `terminate()` where the socket has it,

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{debug, error, info, warn};
 
 use super::error::{self, ErrorKind};
+use super::gate::JsGate;
 use super::js::{Js, Raw};
 use super::js_socket::{self, JsSockets, Sent};
 use super::json::Stringify;
@@ -27,7 +28,7 @@ use super::native::{Attachment, NativeSocket};
 use super::options::ManagerOptions;
 use crate::envelope;
 use crate::handshake::HandshakePolicy;
-use crate::hub::Hub;
+use crate::hub::{Handled, Hub};
 use crate::outbox::CloseReason;
 use crate::protocol;
 use crate::registry::{RecordKey, Transport};
@@ -51,6 +52,8 @@ pub(super) struct Shared {
     /// The manager's own JavaScript object while it listens or is attached, so a server
     /// nobody references is not collected (and torn down) by the garbage collector.
     pub(super) pinned: RefCell<Option<super::js::JsRef>>,
+    /// The application's `authenticate` / `authorizeSubscribe`, when it set either.
+    gate: Option<Arc<JsGate>>,
 }
 
 /// Manages WebSocket connections, their channel subscriptions, and broadcasting.
@@ -142,12 +145,53 @@ impl Shared {
         drop(self.sockets.take(key));
     }
 
-    fn on_message(&self, js: Js, id: &str, key: RecordKey, data: Raw) {
+    fn on_message(self: Rc<Self>, env: &Env, id: &str, key: RecordKey, data: Raw) {
+        let js = Js::new(env);
         let text = js_socket::message_text(js, data);
-        if let Some(reply) = self.hub.handle_client_text(id, &text) {
-            if let Err(error) = self.send_text(js, key, &reply) {
-                warn!(conn_id = id, %error, "reply not sent");
+        let limited = self
+            .sockets
+            .rate_check(key, |bucket| self.hub.rate_check(id, bucket))
+            .unwrap_or(Handled::Nothing);
+        let handled = match limited {
+            Handled::Nothing => self.hub.handle_client_text(id, &text),
+            limited => limited,
+        };
+        match handled {
+            Handled::Reply(reply) => self.reply(js, id, key, &reply),
+            Handled::Nothing | Handled::Dropped => {}
+            Handled::Close(code) => {
+                if let Some(ws) = self.sockets.ws(js, key) {
+                    if let Err(reason) = js_socket::close_with(js, ws, code) {
+                        warn!(conn_id = id, reason, "close failed");
+                    }
+                }
             }
+            Handled::Authorize {
+                req,
+                channel,
+                connection,
+            } => {
+                let Some(gate) = self.gate.clone() else {
+                    return;
+                };
+                let shared = Rc::downgrade(&self);
+                let id: Arc<str> = Arc::from(id);
+                gate.ask_authorize(env, &connection, &channel.clone(), move |allowed| {
+                    let Some(shared) = shared.upgrade() else {
+                        return;
+                    };
+                    let handled = shared.hub.finish_subscribe(&id, req, &channel, allowed);
+                    if let Some(reply) = handled.reply() {
+                        shared.reply(js, &id, key, &reply);
+                    }
+                });
+            }
+        }
+    }
+
+    fn reply(&self, js: Js, id: &str, key: RecordKey, reply: &str) {
+        if let Err(error) = self.send_text(js, key, reply) {
+            warn!(conn_id = id, %error, "reply not sent");
         }
     }
 
@@ -306,7 +350,7 @@ impl WebSocketManager {
                     let data = ctx
                         .get::<Unknown>(0)
                         .map_or_else(|_| js.undefined(), |d| d.raw());
-                    shared.on_message(js, &id, key, data);
+                    shared.on_message(ctx.env, &id, key, data);
                 });
                 Ok(())
             },
@@ -377,6 +421,12 @@ impl WebSocketManager {
             )
         })?;
         let ping_interval = options.core.ping_interval;
+        let gate = match (options.authenticate, options.authorize_subscribe) {
+            (None, None) => None,
+            (authenticate, authorize) => {
+                Some(Arc::new(JsGate::new(&env, authenticate, authorize)?))
+            }
+        };
         let shared = Rc::new(Shared {
             hub: Hub::new(options.core),
             sockets: JsSockets::default(),
@@ -387,7 +437,11 @@ impl WebSocketManager {
             policy: options.policy,
             attachments: RefCell::default(),
             pinned: RefCell::default(),
+            gate: gate.clone(),
         });
+        if let Some(gate) = gate {
+            shared.hub.set_gatekeeper(gate);
+        }
         let manager = Self {
             shared,
             health_task: RefCell::new(None),
@@ -645,6 +699,9 @@ impl WebSocketManager {
     ) -> napi::Result<()> {
         let id = crate::hub::new_connection_id();
         let key = self.register(&env, ws.raw(), &id)?;
+        self.shared
+            .sockets
+            .set_rate_limiter(key, self.shared.hub.new_rate_limiter());
         self.install_message_listener(&env, ws.raw(), &id, key)?;
         info!(conn_id = &*id, "connection established");
         let welcome = protocol::welcome(&id, cwd.as_deref());

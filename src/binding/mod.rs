@@ -3,6 +3,7 @@
 
 mod broadcaster;
 mod error;
+mod gate;
 mod js;
 mod js_socket;
 mod json;

@@ -256,6 +256,7 @@ impl WebSocketManager {
             let raw_headers: Vec<String> = ctx.get(3)?;
             let head: napi::bindgen_prelude::Buffer = ctx.get(4)?;
             let local_address: String = ctx.get(5)?;
+            let remote_address: String = ctx.get(6).unwrap_or_default();
             let request = UpgradeRequest {
                 method,
                 url,
@@ -265,7 +266,14 @@ impl WebSocketManager {
                     .parse()
                     .is_ok_and(|ip| is_loopback_addr(&ip)),
             };
-            adopt(&hub, fd, request, head.to_vec(), Arc::clone(&endpoint))
+            adopt(
+                &hub,
+                fd,
+                request,
+                head.to_vec(),
+                remote_address,
+                Arc::clone(&endpoint),
+            )
         })
     }
 }
@@ -276,14 +284,16 @@ fn adopt(
     fd: i32,
     request: UpgradeRequest,
     head: Vec<u8>,
+    remote_address: String,
     endpoint: Arc<Endpoint>,
 ) -> napi::Result<()> {
-    crate::transport::handoff::adopt(Arc::clone(hub), fd, request, head, endpoint).map_err(|e| {
-        napi::Error::new(
-            Status::GenericFailure,
-            format!("socket handoff failed: {e}"),
-        )
-    })
+    crate::transport::handoff::adopt(Arc::clone(hub), fd, request, head, remote_address, endpoint)
+        .map_err(|e| {
+            napi::Error::new(
+                Status::GenericFailure,
+                format!("socket handoff failed: {e}"),
+            )
+        })
 }
 
 #[cfg(not(unix))]
@@ -292,6 +302,7 @@ fn adopt(
     _: i32,
     _: UpgradeRequest,
     _: Vec<u8>,
+    _: String,
     _: Arc<Endpoint>,
 ) -> napi::Result<()> {
     Err(napi::Error::new(

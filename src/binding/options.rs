@@ -7,14 +7,17 @@ use napi_derive::napi;
 
 use crate::handshake::{AllowedHosts, AuthToken, HandshakePolicy, OriginPolicy};
 
+use super::gate::Callback;
+use crate::gate::DEFAULT_DECISION_TIMEOUT;
 use crate::options::{
-    Options, DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION, DEFAULT_MAX_PAYLOAD_BYTES,
+    Options, DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGES_PER_SECOND, DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
 };
 
 /// Options of `new WebSocketManager(wss, options)`. Every limit has a default; see the
 /// README for the reasoning behind each.
-#[napi(object)]
+#[napi(object, object_to_js = false)]
 #[derive(Default)]
 pub struct ManagerOptions {
     /// Milliseconds between health-check pings. A peer that has not answered the previous
@@ -53,12 +56,44 @@ pub struct ManagerOptions {
     /// @default false
     #[napi(ts_type = "boolean | string")]
     pub token: Option<Either<bool, String>>,
+    /// Decides each native upgrade that passed the Origin, Host and token checks, before
+    /// the `101`. Gets `{ url, headers, remoteAddress }` (header names lower-cased, as in
+    /// Node's `req.headers`); returns or resolves to `true` to admit, an object to admit
+    /// with that object as the connection's metadata (`meta` in `authorizeSubscribe`),
+    /// anything else to refuse with 401. A throw, a rejection or no answer within
+    /// `callbackTimeoutMs` refuses too.
+    #[napi(
+        ts_type = "(request: UpgradeRequestInfo) => boolean | object | Promise<boolean | object>"
+    )]
+    pub authenticate: Option<Callback>,
+    /// Decides each subscribe a client sends (not the server's own `subscribe()`): gets
+    /// `({ id, meta }, channel)` and returns or resolves to `true` to allow. Anything else,
+    /// a throw, a rejection or a timeout answers with an error response of code `FORBIDDEN`.
+    #[napi(
+        ts_type = "(connection: ConnectionInfo, channel: string) => boolean | Promise<boolean>"
+    )]
+    pub authorize_subscribe: Option<Callback>,
+    /// How long `authenticate` and `authorizeSubscribe` may take, in milliseconds.
+    /// @default 5000
+    pub callback_timeout_ms: Option<f64>,
+    /// Native connections (established or mid-handshake) accepted at once; more are
+    /// refused with 503.
+    /// @default 10000
+    pub max_connections: Option<f64>,
+    /// Messages per second a client may send (bursts of twice as many). Over it, the first
+    /// refused message is answered with `RATE_LIMITED`; a client that keeps flooding through
+    /// a whole burst of refusals is closed with 1008. `0` disables the limit.
+    /// @default 100
+    pub max_messages_per_second: Option<f64>,
 }
 
-/// Options converted for the core: the manager's limits and its handshake policy.
+/// Options converted for the core: the manager's limits, its handshake policy and the
+/// application's callbacks.
 pub struct ParsedOptions {
     pub core: Options,
     pub policy: HandshakePolicy,
+    pub authenticate: Option<Callback>,
+    pub authorize_subscribe: Option<Callback>,
 }
 
 /// A whole number in `min..=max`, or a RangeError naming the option.
@@ -80,7 +115,8 @@ fn whole(name: &str, value: Option<f64>, default: usize, min: usize) -> Result<u
 }
 
 impl ManagerOptions {
-    /// The core options and handshake policy, or the message of the first bad value.
+    /// The core options, handshake policy and callbacks, or the message of the first bad
+    /// value.
     pub fn parse(self) -> Result<ParsedOptions, String> {
         let origins = match &self.allowed_origins {
             None => OriginPolicy::default(),
@@ -109,6 +145,8 @@ impl ManagerOptions {
         Ok(ParsedOptions {
             core: self.limits()?,
             policy,
+            authenticate: self.authenticate,
+            authorize_subscribe: self.authorize_subscribe,
         })
     }
 
@@ -134,6 +172,25 @@ impl ManagerOptions {
                 DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION,
                 1,
             )?,
+            max_connections: whole(
+                "maxConnections",
+                self.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
+                1,
+            )?,
+            max_messages_per_second: u32::try_from(whole(
+                "maxMessagesPerSecond",
+                self.max_messages_per_second,
+                DEFAULT_MAX_MESSAGES_PER_SECOND as usize,
+                0,
+            )?)
+            .map_err(|_| "options.maxMessagesPerSecond is too large".to_owned())?,
+            decision_timeout: Duration::from_millis(whole(
+                "callbackTimeoutMs",
+                self.callback_timeout_ms,
+                DEFAULT_DECISION_TIMEOUT.as_millis() as usize,
+                1,
+            )? as u64),
         })
     }
 }

@@ -203,6 +203,25 @@ pub struct WSConnection {
     pub is_alive: bool,
 }
 
+/// The upgrade request as `authenticate` sees it.
+#[napi(object)]
+pub struct UpgradeRequestInfo {
+    pub url: String,
+    /// Header names lower-cased; repeated headers combined as Node combines them.
+    #[napi(ts_type = "Record<string, string>")]
+    pub headers: std::collections::HashMap<String, String>,
+    pub remote_address: String,
+}
+
+/// A connection as `authorizeSubscribe` sees it.
+#[napi(object)]
+pub struct ConnectionInfo {
+    pub id: String,
+    /// What `authenticate` returned, when it returned an object.
+    #[napi(ts_type = "unknown")]
+    pub meta: Option<serde_json_placeholder::Unknown>,
+}
+
 /// Fields typed `unknown` in TypeScript are never converted by this module; a unit value
 /// stands in for them on the Rust side.
 mod serde_json_placeholder {

@@ -105,8 +105,8 @@ impl ChannelProblem {
 pub mod codes {
     pub const INVALID_CHANNEL: &str = "INVALID_CHANNEL";
     pub const SUBSCRIPTION_LIMIT: &str = "SUBSCRIPTION_LIMIT";
-    pub const NO_HANDLER: &str = "NO_HANDLER";
-    pub const PARSE_ERROR: &str = "PARSE_ERROR";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
 }
 
 /// Checks a client-chosen channel name: non-empty (empty is handled as missing), at most

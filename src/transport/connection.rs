@@ -9,6 +9,7 @@
 //! Whichever side ends first decides how the other one ends; the registry record goes when
 //! the task does.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
@@ -21,7 +22,8 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
 use super::{CLOSE_GRACE, SHUTDOWN_DRAIN};
-use crate::hub::{new_connection_id, Hub, CLOSE_SLOW_CONSUMER};
+use crate::gate;
+use crate::hub::{new_connection_id, ConnectionSlot, Handled, Hub, CLOSE_SLOW_CONSUMER};
 use crate::outbox::{CloseReason, Outbox};
 use crate::protocol;
 use crate::registry::{RecordKey, Transport};
@@ -32,7 +34,7 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
     pub const INVALID_PAYLOAD: u16 = 1007;
-    pub const POLICY_VIOLATION: u16 = 1008;
+    pub const POLICY_VIOLATION: u16 = crate::hub::POLICY_VIOLATION;
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     pub const SLOW_CONSUMER: u16 = super::CLOSE_SLOW_CONSUMER;
 }
@@ -53,15 +55,53 @@ enum WriteEnd {
     Abandoned,
 }
 
+/// What a connection brings from its handshake.
+pub struct Admission {
+    pub slot: ConnectionSlot,
+    pub cwd: Option<Arc<str>>,
+    /// What `authenticate` returned, as JSON text.
+    pub meta: Option<String>,
+}
+
+/// Keeps a connection registered while it runs; forgets it when dropped — including while
+/// a panic in the connection's task unwinds, so a fault never leaves a ghost record.
+struct Registration {
+    hub: Arc<Hub>,
+    id: String,
+    key: RecordKey,
+    outbox: Arc<Outbox>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.outbox.close(CloseReason::Gone);
+        if self.hub.write().remove_record(&self.id, self.key).is_some() {
+            info!(conn_id = &*self.id, "native connection closed");
+        }
+    }
+}
+
 /// Runs a connection until it is closed. `stream` has completed its handshake.
-pub async fn serve<S>(hub: Arc<Hub>, stream: WebSocketStream<S>, cwd: Option<Arc<str>>)
+pub async fn serve<S>(hub: Arc<Hub>, stream: WebSocketStream<S>, admission: Admission)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let _alive = hub.active_guard();
+    let Admission {
+        slot: _slot,
+        cwd,
+        meta,
+    } = admission;
     let id = new_connection_id();
     let outbox = Arc::new(Outbox::new(hub.options().max_buffered_bytes_per_connection));
     let (key, _) = hub.write().add(&id, Transport::Native(Arc::clone(&outbox)));
+    hub.write().set_meta(&id, key, meta.map(Arc::from));
+    let registration = Registration {
+        hub: Arc::clone(&hub),
+        id: id.clone(),
+        key,
+        outbox: Arc::clone(&outbox),
+    };
     info!(conn_id = &*id, "native connection established");
     let welcome = protocol::welcome(&id, cwd.as_deref());
     let bytes = welcome.len() as u64;
@@ -96,9 +136,7 @@ where
             .await;
         }
     }
-    if hub.write().remove_record(&id, key).is_some() {
-        info!(conn_id = &*id, "native connection closed");
-    }
+    drop(registration);
 }
 
 async fn read_loop<S>(
@@ -111,26 +149,57 @@ async fn read_loop<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut bucket = hub.new_rate_limiter();
     while let Some(item) = source.next().await {
-        let reply = match item {
-            Ok(Message::Text(text)) => hub.handle_client_text(id, text.as_str()),
+        let text = match item {
+            Ok(Message::Text(text)) => Cow::Owned(text.as_str().to_owned()),
             // The original decoded every message with `data.toString()`; binary frames are
             // read the same way.
-            Ok(Message::Binary(bytes)) => {
-                hub.handle_client_text(id, &String::from_utf8_lossy(&bytes))
-            }
+            Ok(Message::Binary(bytes)) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
             Ok(Message::Pong(_)) => {
                 hub.write().mark_alive(id, key);
-                None
+                continue;
             }
-            Ok(Message::Close(_)) => None,
-            Ok(Message::Ping(_) | Message::Frame(_)) => None,
+            // tungstenite answers pings itself; a ping flood still counts against the rate.
+            Ok(Message::Ping(_)) => {
+                if let Handled::Close(code) = hub.rate_check(id, &mut bucket) {
+                    return ReadEnd::Violation(code);
+                }
+                continue;
+            }
+            Ok(Message::Close(_) | Message::Frame(_)) => continue,
             Err(error) => return classify(id, error),
         };
-        if let Some(reply) = reply {
-            let bytes = reply.len() as u64;
-            hub.account(id, outbox.push(Message::text(reply)), bytes);
-        }
+        let handled = match hub.rate_check(id, &mut bucket) {
+            Handled::Nothing => hub.handle_client_text(id, &text),
+            limited => limited,
+        };
+        let reply = match handled {
+            Handled::Reply(reply) => reply,
+            Handled::Nothing | Handled::Dropped => continue,
+            Handled::Close(code) => return ReadEnd::Violation(code),
+            Handled::Authorize {
+                req,
+                channel,
+                connection,
+            } => {
+                let decision = hub
+                    .gatekeeper()
+                    .and_then(|gate| gate.authorize_subscribe(connection, channel.clone()));
+                let allowed = match decision {
+                    Some(decision) => {
+                        gate::decide(decision, hub.options().decision_timeout, false).await
+                    }
+                    None => true,
+                };
+                match hub.finish_subscribe(id, req, &channel, allowed).reply() {
+                    Some(reply) => reply,
+                    None => continue,
+                }
+            }
+        };
+        let bytes = reply.len() as u64;
+        hub.account(id, outbox.push(Message::text(reply)), bytes);
     }
     ReadEnd::Closed
 }

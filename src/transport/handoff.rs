@@ -25,6 +25,7 @@ pub fn adopt(
     fd: RawFd,
     request: UpgradeRequest,
     leftover: Vec<u8>,
+    remote_address: String,
     endpoint: Arc<Endpoint>,
 ) -> io::Result<()> {
     // SAFETY: fcntl only reads `fd`; an invalid descriptor is reported as an error.
@@ -42,7 +43,9 @@ pub fn adopt(
     runtime::handle().spawn(async move {
         let _alive = guard;
         match TcpStream::from_std(socket) {
-            Ok(stream) => upgrade::complete(hub, stream, request, leftover, endpoint).await,
+            Ok(stream) => {
+                upgrade::complete(hub, stream, request, leftover, remote_address, endpoint).await
+            }
             Err(error) => tracing::warn!(%error, "cannot adopt the upgraded socket"),
         }
     });

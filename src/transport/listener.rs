@@ -82,7 +82,8 @@ async fn handshake(
         Ok(Err(None)) => debug!(%peer, "client left during the handshake"),
         Ok(Ok((head, leftover))) => {
             let request = head.into_upgrade_request(local_is_loopback);
-            upgrade::complete(hub, stream, request, leftover, endpoint).await;
+            let remote = peer.ip().to_string();
+            upgrade::complete(hub, stream, request, leftover, remote, endpoint).await;
         }
     }
 }

@@ -9,9 +9,11 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, warn};
 
 use super::{connection, websocket_config, Endpoint};
-use crate::handshake::UpgradeRequest;
-use crate::handshake::{check_upgrade, rejection_response, switching_protocols, Rejection};
-use crate::hub::Hub;
+use crate::gate::{self, AuthRequest, AuthVerdict};
+use crate::handshake::request::headers_to_lowercase_map;
+use crate::handshake::{check_upgrade, rejection_response, switching_protocols};
+use crate::handshake::{Accepted, Rejection, UpgradeRequest};
+use crate::hub::{ConnectionSlot, Hub};
 
 /// Answers an upgrade request on `stream`. `leftover` holds bytes the client sent after
 /// the request head (a first frame in the same packet); they are not lost.
@@ -20,17 +22,14 @@ pub async fn complete<S>(
     mut stream: S,
     request: UpgradeRequest,
     leftover: Vec<u8>,
+    remote_address: String,
     endpoint: Arc<Endpoint>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let verdict = if hub.is_shut_down() {
-        Err(Rejection::shutting_down())
-    } else {
-        check_upgrade(&request, &endpoint.policy)
-    };
-    let accepted = match verdict {
-        Ok(accepted) => accepted,
+    let admitted = admit(&hub, &request, remote_address, &endpoint).await;
+    let (accepted, slot, meta) = match admitted {
+        Ok(admitted) => admitted,
         Err(rejection) => {
             refuse(&hub, &mut stream, &rejection).await;
             return;
@@ -43,7 +42,46 @@ pub async fn complete<S>(
     let config = websocket_config(hub.options());
     let socket =
         WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
-    connection::serve(hub, socket, endpoint.cwd.clone()).await;
+    let admission = connection::Admission {
+        slot,
+        cwd: endpoint.cwd.clone(),
+        meta,
+    };
+    connection::serve(hub, socket, admission).await;
+}
+
+/// Every check before the `101`, cheapest first: shutdown, the handshake itself (method,
+/// path, headers, Host, Origin, token), the connection limit, then the application's
+/// `authenticate`.
+async fn admit(
+    hub: &Arc<Hub>,
+    request: &UpgradeRequest,
+    remote_address: String,
+    endpoint: &Endpoint,
+) -> Result<(Accepted, ConnectionSlot, Option<String>), Rejection> {
+    if hub.is_shut_down() {
+        return Err(Rejection::shutting_down());
+    }
+    let accepted = check_upgrade(request, &endpoint.policy)?;
+    let slot = hub.reserve_connection().ok_or(Rejection::server_busy())?;
+    let Some(decision) = hub.gatekeeper().and_then(|gate| {
+        gate.authenticate(AuthRequest {
+            url: request.url.clone(),
+            headers: headers_to_lowercase_map(&request.headers),
+            remote_address,
+        })
+    }) else {
+        return Ok((accepted, slot, None));
+    };
+    let timeout = hub.options().decision_timeout;
+    let verdict = tokio::select! {
+        verdict = gate::decide(decision, timeout, AuthVerdict::Deny) => verdict,
+        () = hub.shutdown_signal() => return Err(Rejection::shutting_down()),
+    };
+    match verdict {
+        AuthVerdict::Allow { meta } => Ok((accepted, slot, meta)),
+        AuthVerdict::Deny => Err(Rejection::unauthorized()),
+    }
 }
 
 /// Writes an HTTP refusal and closes.
