@@ -28,6 +28,10 @@ use crate::stats::Stats;
 /// of distinct payloads plus their bookkeeping; beyond it producers help deliver.
 pub const MAX_PENDING_JOBS: usize = 4096;
 
+/// Jobs for the same channel delivered together: enough to amortise a subscriber's lock
+/// and wake-up, few enough that a run does not hold the registry's read lock for long.
+const MAX_RUN: usize = 64;
+
 /// One broadcast to deliver.
 #[derive(Debug)]
 pub struct Job {
@@ -66,7 +70,7 @@ impl FanOut {
         }
         let turn = lock(&self.turn);
         while lock(&self.jobs).len() >= MAX_PENDING_JOBS / 2 {
-            if !self.deliver_next(&turn, registry, stats) {
+            if self.deliver_next(&turn, registry, stats) == 0 {
                 break;
             }
         }
@@ -75,19 +79,29 @@ impl FanOut {
         self.wake.notify_one();
     }
 
-    /// Takes the next job and delivers it; `false` when the queue was empty.
+    /// Takes the run of consecutive jobs for one channel at the head of the queue (at
+    /// most [`MAX_RUN`]) and delivers it; returns how many jobs that was.
     fn deliver_next(
         &self,
         _turn: &MutexGuard<'_, ()>,
         registry: &std::sync::RwLock<Registry>,
         stats: &Stats,
-    ) -> bool {
-        let Some(job) = lock(&self.jobs).pop_front() else {
-            return false;
+    ) -> usize {
+        let run: Vec<Job> = {
+            let mut jobs = lock(&self.jobs);
+            let Some(channel) = jobs.front().map(|job| Arc::clone(&job.channel)) else {
+                return 0;
+            };
+            let length = jobs
+                .iter()
+                .take(MAX_RUN)
+                .take_while(|job| job.channel == channel)
+                .count();
+            jobs.drain(..length).collect()
         };
         let registry = registry.read().unwrap_or_else(|p| p.into_inner());
-        deliver(&registry, &job, stats);
-        true
+        deliver(&registry, &run, stats);
+        run.len()
     }
 
     /// Delivers queued jobs until the queue is empty; returns how many.
@@ -95,10 +109,10 @@ impl FanOut {
         let mut delivered = 0;
         loop {
             let turn = lock(&self.turn);
-            if !self.deliver_next(&turn, registry, stats) {
-                return delivered;
+            match self.deliver_next(&turn, registry, stats) {
+                0 => return delivered,
+                count => delivered += count,
             }
-            delivered += 1;
         }
     }
 
@@ -116,13 +130,19 @@ impl FanOut {
     }
 }
 
-/// Pushes one job into the outbox of every native subscriber of its channel.
-fn deliver(registry: &Registry, job: &Job, stats: &Stats) {
-    for subscriber in registry.native_subscribers(&job.channel) {
+/// Pushes a run of jobs for one channel into the outbox of every native subscriber of that
+/// channel: one lock and one wake-up per subscriber for the whole run.
+fn deliver(registry: &Registry, run: &[Job], stats: &Stats) {
+    let Some(first) = run.first() else {
+        return;
+    };
+    let bytes: usize = run.iter().map(|job| job.text.len()).sum();
+    for subscriber in registry.native_subscribers(&first.channel) {
         let crate::registry::Transport::Native(outbox) = &subscriber.transport else {
             continue;
         };
-        if outbox.push(Message::Text(job.text.clone())) == Push::OverCap {
+        let messages = run.iter().map(|job| Message::Text(job.text.clone()));
+        if outbox.push_all(messages, bytes) == Push::OverCap {
             stats.record_slow_consumer();
             warn!(conn_id = &*subscriber.id, "slow consumer disconnected");
         }

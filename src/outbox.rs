@@ -80,18 +80,24 @@ impl Outbox {
     /// Queues a data message (text or binary) under the byte cap.
     pub fn push(&self, message: Message) -> Push {
         let size = message.len();
+        self.push_all(std::iter::once(message), size)
+    }
+
+    /// Queues several data messages of `bytes` bytes in all, atomically: all of them, or —
+    /// when they would cross the cap — none, closing as a slow consumer.
+    pub fn push_all(&self, messages: impl Iterator<Item = Message>, bytes: usize) -> Push {
         let outcome = {
             let mut state = self.lock();
             if state.closed.is_some() {
                 return Push::Closed;
             }
-            if state.data_bytes + size > self.cap_bytes {
+            if state.data_bytes + bytes > self.cap_bytes {
                 state.closed = Some(CloseReason::SlowConsumer);
                 self.hard_close.notify_waiters();
                 Push::OverCap
             } else {
-                state.data_bytes += size;
-                state.queue.push_back(message);
+                state.data_bytes += bytes;
+                state.queue.extend(messages);
                 Push::Queued
             }
         };
