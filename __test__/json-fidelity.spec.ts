@@ -145,15 +145,15 @@ describe('WebSocketManager JSON fidelity', () => {
       expect(raw).toBe(`{"type":"event","channel":"ch","timestamp":"${envelopeTimestamp(raw)}"}`)
     })
 
-    it('sends a channel name with a lone surrogate with U+FFFD in its place (README: deliberate difference)', () => {
+    it('writes a channel name with a lone surrogate as JSON.stringify does (the registry keys it as U+FFFD, README)', () => {
       const m = newManager({ pingIntervalMs: 0 })
       const ws = mockSocket()
       m.addConnection(asWs(ws), 'a')
       m.subscribe('a', 'ch\ud800')
       m.broadcast('ch\ud800', { s: 'data keeps \ud800' })
       const raw = lastSent(ws)
-      // data is still exactly JSON.stringify's (escaped lone surrogate); only the name changes
-      expect(raw).toBe(expectedEnvelope('ch\ufffd', { s: 'data keeps \ud800' }, envelopeTimestamp(raw)))
+      expect(raw).toBe(expectedEnvelope('ch\ud800', { s: 'data keeps \ud800' }, envelopeTimestamp(raw)))
+      expect(m.getChannels('a')).toEqual(['ch\ufffd'])
     })
 
     it('passes "data" as the key to a top-level toJSON', () => {

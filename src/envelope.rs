@@ -1,9 +1,5 @@
-//! The server → client event envelope and its timestamp.
-//!
-//! The original module built `{ type: 'event', channel, data, timestamp }` and passed it to
-//! `JSON.stringify`. The envelope is assembled here from the already-serialised `data`, so
-//! the bytes are identical to the original's: key order `type, channel, data, timestamp`,
-//! and no `data` key at all when `data` serialised to nothing (`undefined`, a function).
+//! Text the server writes the way JavaScript writes it: the `toISOString()` timestamp of
+//! every event, and JSON string literals as `JSON.stringify` escapes them.
 
 use std::time::SystemTime;
 
@@ -26,25 +22,6 @@ pub fn push_json_string(out: &mut String, value: &str) {
     // Writing into a String cannot fail, and a &str is always serialisable.
     let quoted = serde_json::to_string(value).unwrap_or_else(|_| String::from("\"\""));
     out.push_str(&quoted);
-}
-
-/// Builds the event envelope text.
-///
-/// `data_json` is the output of `JSON.stringify(data)`, or `None` when it returned
-/// `undefined` (then the `data` key is absent, as in the original).
-pub fn event_envelope(channel: &str, data_json: Option<&str>, timestamp: &str) -> String {
-    let mut out =
-        String::with_capacity(48 + channel.len() + data_json.map_or(0, str::len) + timestamp.len());
-    out.push_str(r#"{"type":"event","channel":"#);
-    push_json_string(&mut out, channel);
-    if let Some(data) = data_json {
-        out.push_str(r#","data":"#);
-        out.push_str(data);
-    }
-    out.push_str(r#","timestamp":""#);
-    out.push_str(timestamp);
-    out.push_str(r#""}"#);
-    out
 }
 
 #[cfg(test)]
@@ -71,33 +48,9 @@ mod tests {
     }
 
     #[test]
-    fn envelope_keeps_the_original_key_order() {
-        let text = event_envelope(
-            "files",
-            Some(r#"{"file":"a.ts"}"#),
-            "2024-12-09T15:30:45.123Z",
-        );
-        assert_eq!(
-            text,
-            r#"{"type":"event","channel":"files","data":{"file":"a.ts"},"timestamp":"2024-12-09T15:30:45.123Z"}"#
-        );
-    }
-
-    #[test]
-    fn envelope_omits_data_that_serialised_to_nothing() {
-        let text = event_envelope("git", None, "2024-12-09T15:30:45.123Z");
-        assert_eq!(
-            text,
-            r#"{"type":"event","channel":"git","timestamp":"2024-12-09T15:30:45.123Z"}"#
-        );
-    }
-
-    #[test]
-    fn channel_is_escaped_like_json_stringify() {
-        let text = event_envelope("a\"b\\c\n\u{1}\u{7f}é", Some("1"), "t");
-        assert_eq!(
-            text,
-            "{\"type\":\"event\",\"channel\":\"a\\\"b\\\\c\\n\\u0001\u{7f}é\",\"data\":1,\"timestamp\":\"t\"}"
-        );
+    fn strings_are_escaped_like_json_stringify() {
+        let mut out = String::new();
+        push_json_string(&mut out, "a\"b\\c\n\u{1}\u{7f}é");
+        assert_eq!(out, "\"a\\\"b\\\\c\\n\\u0001\u{7f}é\"");
     }
 }

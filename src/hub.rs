@@ -22,7 +22,7 @@ use crate::outbox::{CloseReason, Outbox, Push};
 use crate::protocol::RequestId;
 use crate::protocol::{self, codes, Command};
 use crate::rate::{Admit, TokenBucket};
-use crate::registry::{HealthVerdict, Registry, SubscribeOutcome, Subscriber, Transport};
+use crate::registry::{HealthVerdict, Registry, SubscribeOutcome, Transport};
 use crate::stats::Stats;
 
 /// Close code sent to a subscriber whose outbound queue crossed its cap.
@@ -97,6 +97,8 @@ pub const POLICY_VIOLATION: u16 = 1008;
 pub enum Handled {
     /// Send this reply to the client.
     Reply(String),
+    /// Send this reply; the connection's subscriptions changed.
+    Changed { reply: String, change: Change },
     /// Nothing to send.
     Nothing,
     /// Over the rate limit; dropped without a reply.
@@ -116,6 +118,11 @@ impl std::fmt::Debug for Handled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Handled::Reply(text) => f.debug_tuple("Reply").field(text).finish(),
+            Handled::Changed { reply, change } => f
+                .debug_struct("Changed")
+                .field("reply", reply)
+                .field("change", change)
+                .finish(),
             Handled::Nothing => f.write_str("Nothing"),
             Handled::Dropped => f.write_str("Dropped"),
             Handled::Close(code) => f.debug_tuple("Close").field(code).finish(),
@@ -131,10 +138,17 @@ impl Handled {
     /// The reply text, if this is a reply.
     pub fn reply(self) -> Option<String> {
         match self {
-            Handled::Reply(text) => Some(text),
+            Handled::Reply(text) | Handled::Changed { reply: text, .. } => Some(text),
             _ => None,
         }
     }
+}
+
+/// A subscription change made by a client message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Subscribed(String),
+    Unsubscribed(String),
 }
 
 /// Room for one native connection under `maxConnections`, given back on drop.
@@ -241,7 +255,10 @@ impl Hub {
                     return Handled::Nothing;
                 }
                 debug!(conn_id = id, channel, "unsubscribed");
-                Handled::Reply(protocol::unsubscribed(req.as_ref(), &channel))
+                Handled::Changed {
+                    reply: protocol::unsubscribed(req.as_ref(), &channel),
+                    change: Change::Unsubscribed(channel),
+                }
             }
             Command::Request { id: req } => Handled::Reply(protocol::no_handler(req.as_ref())),
             Command::Ping { id: req } => Handled::Reply(protocol::pong(req.as_ref())),
@@ -272,7 +289,7 @@ impl Hub {
         let state = self.read().get(id).map(|c| {
             (
                 c.channels.contains(channel.as_str()),
-                c.channels.len() >= limit,
+                c.client_channels.len() >= limit,
                 c.meta.clone(),
             )
         });
@@ -328,8 +345,14 @@ impl Hub {
         }
         let limit = self.options.max_subscriptions_per_connection;
         match self.write().subscribe(id, channel, Some(limit)) {
-            SubscribeOutcome::Added | SubscribeOutcome::AlreadySubscribed => {
+            SubscribeOutcome::Added => {
                 debug!(conn_id = id, channel, "subscribed");
+                Handled::Changed {
+                    reply: protocol::subscribed(req.as_ref(), channel),
+                    change: Change::Subscribed(channel.to_owned()),
+                }
+            }
+            SubscribeOutcome::AlreadySubscribed => {
                 Handled::Reply(protocol::subscribed(req.as_ref(), channel))
             }
             SubscribeOutcome::LimitReached => Handled::Reply(protocol::error(
@@ -391,29 +414,22 @@ impl Hub {
         })
     }
 
-    /// Publishes one serialised broadcast: the JavaScript-socket subscribers are added to
-    /// `js_targets` for the caller to send to; the native ones get it through the fan-out
-    /// task, so this costs the same whatever their number. Returns the native count.
-    pub fn publish(
-        self: &Arc<Self>,
-        channel: &str,
-        text: &Utf8Bytes,
-        js_targets: &mut Vec<Subscriber>,
-    ) -> usize {
-        let native = {
-            let registry = self.read();
-            js_targets.extend(registry.js_subscribers(channel).cloned());
-            registry.native_subscriber_count(channel)
+    /// Subscribers of `channel` by transport: (JavaScript sockets, native).
+    pub fn subscriber_counts(&self, channel: &str) -> (usize, usize) {
+        let registry = self.read();
+        let native = registry.native_subscriber_count(channel);
+        (registry.subscriber_count(channel) - native, native)
+    }
+
+    /// Publishes one serialised broadcast to the native subscribers of `channel` through
+    /// the fan-out task, so this costs the same whatever their number.
+    pub fn publish(self: &Arc<Self>, channel: &str, text: Utf8Bytes) {
+        self.start_fanout();
+        let job = Job {
+            channel: Arc::from(channel),
+            text,
         };
-        if native > 0 {
-            self.start_fanout();
-            let job = Job {
-                channel: Arc::from(channel),
-                text: text.clone(),
-            };
-            self.fanout.submit(job, &self.registry, &self.stats);
-        }
-        native
+        self.fanout.submit(job, &self.registry, &self.stats);
     }
 
     /// Delivers every queued broadcast now, on this thread. Called before an operation
@@ -629,17 +645,15 @@ mod tests {
     }
 
     #[test]
-    fn publish_splits_js_and_native_subscribers() {
+    fn publish_reaches_native_subscribers_through_the_fanout() {
         let hub = hub_with(&["js"]);
         let outbox = Arc::new(Outbox::new(1024));
         hub.write()
             .add("native", Transport::Native(Arc::clone(&outbox)));
         hub.write().subscribe("js", "files", None);
         hub.write().subscribe("native", "files", None);
-        let mut js = Vec::new();
-        let native = hub.publish("files", &Utf8Bytes::from_static("hello"), &mut js);
-        assert_eq!(native, 1);
-        assert_eq!(js.len(), 1);
+        assert_eq!(hub.subscriber_counts("files"), (1, 1));
+        hub.publish("files", Utf8Bytes::from_static("hello"));
         hub.flush_fanout();
         assert_eq!(outbox.queued_bytes(), 5);
     }
@@ -652,9 +666,8 @@ mod tests {
             .add("slow", Transport::Native(Arc::clone(&outbox)));
         hub.write().subscribe("slow", "files", None);
         let text = Utf8Bytes::from_static("12345");
-        let mut js = Vec::new();
         for _ in 0..3 {
-            hub.publish("files", &text, &mut js);
+            hub.publish("files", text.clone());
         }
         hub.flush_fanout();
         assert_eq!(hub.stats().snapshot().slow_consumer_disconnects, 1);

@@ -6,7 +6,12 @@
 //! - [`protocol`]: the client protocol (subscribe / unsubscribe / request / ping) as a pure
 //!   function from one inbound text to one [`protocol::Command`], plus the exact bytes of
 //!   every server response.
-//! - [`envelope`]: the event envelope and the `toISOString()` timestamp.
+//! - [`envelope`]: the `toISOString()` timestamp and JavaScript-compatible string escaping.
+//! - [`fanout`]: the bounded queue and task that hand broadcasts to native subscribers.
+//! - [`outbox`]: a native connection's bounded outbound queue (the slow-consumer policy).
+//! - [`gate`]: the application's `authenticate` / `authorizeSubscribe` decisions.
+//! - [`rate`]: the per-connection inbound message rate limit.
+//! - [`transport`]: native connections: `listen`, the `attach` handoff, one connection's task.
 //! - [`hub`]: the shared state a manager owns (registry, options, statistics) and the
 //!   fan-out entry point both transports use.
 //! - [`handshake`]: HTTP upgrade validation and the security policy (Origin, Host, token).

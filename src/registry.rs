@@ -54,6 +54,10 @@ pub struct Connection {
     /// JavaScript `Map.set` on an existing key keeps its position.
     order: u64,
     pub channels: IndexSet<Arc<str>>,
+    /// The channels the client itself subscribed to through the protocol: what
+    /// `maxSubscriptionsPerConnection` limits (the server's own `subscribe()` calls are not
+    /// counted against it).
+    pub client_channels: IndexSet<Arc<str>>,
     /// Answered the last health-check ping (or has not been pinged yet).
     pub alive: bool,
     pub transport: Transport,
@@ -149,6 +153,7 @@ impl Registry {
             key,
             order,
             channels: IndexSet::new(),
+            client_channels: IndexSet::new(),
             alive: true,
             transport,
             meta: None,
@@ -183,8 +188,9 @@ impl Registry {
         self.connections.contains_key(id)
     }
 
-    /// Adds `channel` to a connection. `limit` caps the number of channels one connection
-    /// may hold (`None`: no cap, for subscriptions the server itself makes).
+    /// Adds `channel` to a connection. `limit` is given for a client's own subscribe and
+    /// caps how many channels the client itself may add; `None` is the server's own,
+    /// uncapped and uncounted.
     pub fn subscribe(&mut self, id: &str, channel: &str, limit: Option<usize>) -> SubscribeOutcome {
         let Some(connection) = self.connections.get_mut(id) else {
             return SubscribeOutcome::UnknownConnection;
@@ -192,7 +198,7 @@ impl Registry {
         if connection.channels.contains(channel) {
             return SubscribeOutcome::AlreadySubscribed;
         }
-        if limit.is_some_and(|limit| connection.channels.len() >= limit) {
+        if limit.is_some_and(|limit| connection.client_channels.len() >= limit) {
             return SubscribeOutcome::LimitReached;
         }
         let channel: Arc<str> = self
@@ -200,6 +206,9 @@ impl Registry {
             .get_key_value(channel)
             .map_or_else(|| Arc::from(channel), |(name, _)| Arc::clone(name));
         connection.channels.insert(Arc::clone(&channel));
+        if limit.is_some() {
+            connection.client_channels.insert(Arc::clone(&channel));
+        }
         let subscriber = Subscriber {
             id: Arc::clone(&connection.id),
             key: connection.key,
@@ -237,6 +246,7 @@ impl Registry {
         let Some(connection) = self.connections.get_mut(id) else {
             return false;
         };
+        connection.client_channels.shift_remove(channel);
         if !connection.channels.shift_remove(channel) {
             return false;
         }
@@ -453,6 +463,27 @@ mod tests {
             SubscribeOutcome::AlreadySubscribed
         );
         assert_eq!(registry.channels_of("a").len(), 2);
+    }
+
+    #[test]
+    fn the_servers_own_subscriptions_do_not_count_against_the_client_limit() {
+        let mut registry = Registry::new();
+        registry.add("a", Transport::Js);
+        registry.subscribe("a", "server-1", None);
+        registry.subscribe("a", "server-2", None);
+        assert_eq!(
+            registry.subscribe("a", "mine", Some(1)),
+            SubscribeOutcome::Added
+        );
+        assert_eq!(
+            registry.subscribe("a", "more", Some(1)),
+            SubscribeOutcome::LimitReached
+        );
+        registry.unsubscribe("a", "mine");
+        assert_eq!(
+            registry.subscribe("a", "more", Some(1)),
+            SubscribeOutcome::Added
+        );
     }
 
     #[test]

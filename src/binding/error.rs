@@ -9,6 +9,7 @@ pub mod codes {
     pub const INVALID_OPTION: &str = "ERR_CLUSO_INVALID_OPTION";
     pub const INVALID_SOCKET: &str = "ERR_CLUSO_INVALID_SOCKET";
     pub const INVALID_MANAGER: &str = "ERR_CLUSO_INVALID_MANAGER";
+    pub const INVALID_CHANNEL: &str = "ERR_CLUSO_INVALID_CHANNEL";
 }
 
 /// An error whose JavaScript `code` is `code`: thrown now, reported as pending.

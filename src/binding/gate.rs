@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use napi::bindgen_prelude::{FunctionCallContext, FunctionRef, Unknown};
 use napi::threadsafe_function::{
@@ -37,6 +38,7 @@ pub struct JsGate {
     authenticate: Option<Arc<Callback>>,
     authorize: Option<Arc<Callback>>,
     ask: AskFn,
+    timeout: Duration,
 }
 
 impl JsGate {
@@ -44,6 +46,7 @@ impl JsGate {
         env: &Env,
         authenticate: Option<Callback>,
         authorize: Option<Callback>,
+        timeout: Duration,
     ) -> napi::Result<Self> {
         let authenticate = authenticate.map(Arc::new);
         let authorize = authorize.map(Arc::new);
@@ -53,13 +56,20 @@ impl JsGate {
             .build_threadsafe_function::<Question>()
             .weak::<true>()
             .build_callback(move |ctx: ThreadsafeCallContext<Question>| {
-                answer(&ctx.env, ctx.value, auth_fn.as_deref(), authz_fn.as_deref());
+                answer(
+                    &ctx.env,
+                    ctx.value,
+                    auth_fn.as_deref(),
+                    authz_fn.as_deref(),
+                    timeout,
+                );
                 Ok(())
             })?;
         Ok(Self {
             authenticate,
             authorize,
             ask,
+            timeout,
         })
     }
 
@@ -73,7 +83,14 @@ impl JsGate {
         done: impl FnOnce(bool) + 'static,
     ) {
         match self.authorize.as_deref() {
-            Some(callback) => authorize(env, callback, connection, channel, Box::new(done)),
+            Some(callback) => authorize(
+                env,
+                callback,
+                connection,
+                channel,
+                self.timeout,
+                Box::new(done),
+            ),
             None => done(true),
         }
     }
@@ -117,6 +134,7 @@ fn answer(
     question: Question,
     authenticate: Option<&Callback>,
     authorize_fn: Option<&Callback>,
+    timeout: Duration,
 ) {
     match question {
         Question::Authenticate(request, answer) => {
@@ -129,7 +147,7 @@ fn answer(
                 let _ = answer.send(AuthVerdict::Deny);
                 return;
             };
-            call_deciding(env, callback, &[argument], move |env, value| {
+            call_deciding(env, callback, &[argument], timeout, move |env, value| {
                 let _ = answer.send(value.map_or(AuthVerdict::Deny, |v| auth_verdict(env, v)));
             });
         }
@@ -139,6 +157,7 @@ fn answer(
                 callback,
                 &connection,
                 &channel,
+                timeout,
                 Box::new(move |allowed| {
                     let _ = answer.send(allowed);
                 }),
@@ -155,6 +174,7 @@ fn authorize(
     callback: &Callback,
     connection: &ConnectionInfo,
     channel: &str,
+    timeout: Duration,
     done: Box<dyn FnOnce(bool)>,
 ) {
     let js = Js::new(env);
@@ -164,7 +184,7 @@ fn authorize(
         done(false);
         return;
     };
-    call_deciding(env, callback, &arguments, move |env, value| {
+    call_deciding(env, callback, &arguments, timeout, move |env, value| {
         let allowed = value.is_some_and(|v| {
             let js = Js::new(env);
             js.type_of(v) == napi::sys::ValueType::napi_boolean && js.is_true(v)
@@ -179,6 +199,7 @@ fn call_deciding(
     env: &Env,
     callback: &Callback,
     arguments: &[Raw],
+    timeout: Duration,
     done: impl FnOnce(&Env, Option<Raw>) + 'static,
 ) {
     let js = Js::new(env);
@@ -229,6 +250,20 @@ fn call_deciding(
         if let Some(done) = done.borrow_mut().take() {
             done(env, None);
         }
+        return;
+    }
+    let expire = {
+        let done = Rc::clone(&done);
+        env.create_function_from_closure::<(), (), _>("clusoDecisionTimeout", move |ctx| {
+            if let Some(done) = done.borrow_mut().take() {
+                warn!("callback did not answer in time; refusing");
+                done(ctx.env, None);
+            }
+            Ok(())
+        })
+    };
+    if let Ok(expire) = expire {
+        js.set_unref_timeout(expire.raw(), timeout.as_millis() as f64);
     }
 }
 

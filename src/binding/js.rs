@@ -121,6 +121,17 @@ impl Js {
         result
     }
 
+    /// `setTimeout(callback, ms).unref()`: a timer that does not keep the process alive.
+    pub fn set_unref_timeout(self, callback: Raw, ms: f64) {
+        let Ok(set_timeout) = self.get(self.global(), c"setTimeout") else {
+            return;
+        };
+        let delay = self.create_double(ms);
+        if let Called::Returned(timer) = self.call(self.global(), set_timeout, &[callback, delay]) {
+            let _ = self.call_method(timer, c"unref", &[]);
+        }
+    }
+
     /// `JSON.stringify(value)` with the current global, for rare paths; `None` when it
     /// throws or gives `undefined`.
     pub fn json_stringify(self, value: Raw) -> Option<String> {
@@ -145,6 +156,19 @@ impl Js {
         let mut number = 0.0;
         let status = unsafe { sys::napi_get_value_double(self.env, value, &mut number) };
         (status == sys::Status::napi_ok).then_some(number)
+    }
+
+    pub fn create_double(self, value: f64) -> Raw {
+        let mut raw = ptr::null_mut();
+        unsafe { sys::napi_create_double(self.env, value, &mut raw) };
+        raw
+    }
+
+    /// The length in bytes of a JavaScript string encoded as UTF-8.
+    pub fn utf8_len(self, value: Raw) -> usize {
+        let mut len = 0;
+        unsafe { sys::napi_get_value_string_utf8(self.env, value, ptr::null_mut(), 0, &mut len) };
+        len
     }
 
     pub fn bool(self, value: bool) -> Raw {
@@ -387,7 +411,6 @@ pub mod names {
     pub const CLOSE: &CStr = c"close";
     pub const TERMINATE: &CStr = c"terminate";
     pub const ON: &CStr = c"on";
-    pub const DATA: &CStr = c"data";
     pub const JSON: &CStr = c"JSON";
     pub const STRINGIFY: &CStr = c"stringify";
 }

@@ -10,7 +10,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
 
+use napi::Env;
+
 use super::js::{names, Called, Js, JsRef, Raw};
+use super::js_fanout::JsFanOut;
 use crate::rate::TokenBucket;
 use crate::registry::{ConnectionId, RecordKey};
 
@@ -31,13 +34,43 @@ pub enum Sent {
     Failed(String),
 }
 
-/// The JavaScript sockets of one manager.
-#[derive(Default)]
+/// The JavaScript sockets of one manager, and the JavaScript-side index of their
+/// subscriptions that broadcasts loop over. Every change to a JavaScript socket's record or
+/// subscriptions passes through here, which keeps the two in step.
 pub struct JsSockets {
     sockets: RefCell<HashMap<RecordKey, JsSocket>>,
+    fanout: JsFanOut,
 }
 
 impl JsSockets {
+    pub fn new(env: &Env) -> napi::Result<Self> {
+        Ok(Self {
+            sockets: RefCell::default(),
+            fanout: JsFanOut::new(env)?,
+        })
+    }
+
+    pub fn fanout(&self) -> &JsFanOut {
+        &self.fanout
+    }
+
+    /// A socket joined `channel`.
+    pub fn subscribed(&self, js: Js, key: RecordKey, channel: &str) -> napi::Result<()> {
+        let socket = {
+            let sockets = self.sockets.borrow();
+            sockets.get(&key).map(|s| (s.ws.value(js), s.id.clone()))
+        };
+        match socket {
+            Some((ws, id)) => self.fanout.add(js, channel, key, ws, &id),
+            None => Ok(()),
+        }
+    }
+
+    /// A socket left `channel`.
+    pub fn unsubscribed(&self, js: Js, key: RecordKey, channel: &str) -> napi::Result<()> {
+        self.fanout.remove(js, channel, key)
+    }
+
     pub fn insert(&self, key: RecordKey, id: ConnectionId, ws: JsRef) {
         let socket = JsSocket {
             ws,
@@ -66,16 +99,17 @@ impl JsSockets {
             .map(|socket| check(&mut socket.bucket))
     }
 
-    /// Forgets a socket, handing back its object (still referenced until dropped).
-    pub fn take(&self, key: RecordKey) -> Option<JsRef> {
-        self.sockets
-            .borrow_mut()
-            .remove(&key)
-            .map(|socket| socket.ws)
+    /// Forgets a socket and its subscriptions, handing back its object (still referenced
+    /// until dropped).
+    pub fn take(&self, js: Js, key: RecordKey) -> Option<JsRef> {
+        let socket = self.sockets.borrow_mut().remove(&key)?;
+        self.fanout.forget(js, key);
+        Some(socket.ws)
     }
 
     /// Forgets every socket.
-    pub fn take_all(&self) -> Vec<JsRef> {
+    pub fn take_all(&self, js: Js) -> Vec<JsRef> {
+        self.fanout.clear(js);
         self.sockets
             .borrow_mut()
             .drain()

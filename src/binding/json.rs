@@ -1,10 +1,10 @@
-//! `data` → JSON text with JavaScript's own `JSON.stringify`.
+//! `send(id, data)`'s JSON text, with JavaScript's own `JSON.stringify`.
 //!
 //! Exactness decides this: `toJSON(key)`, getters, `undefined` and function members,
 //! `-0`, boxed primitives, Buffers, Maps, lone surrogates and the TypeError on cycles and
-//! BigInts all behave as in the original only when V8 itself serialises. The alternative,
-//! walking the value from Rust into serde_json, needs one Node-API call per property and
-//! was slower on every payload measured (see the closing note of issue 2 and `bench/`).
+//! BigInts all behave as in the original only when V8 itself serialises. Walking the value
+//! from Rust into serde_json would need several Node-API calls per property and would have
+//! to re-implement each of those rules.
 
 use super::js::{names, Called, Js, JsRef, Raw};
 
@@ -33,35 +33,14 @@ impl Stringify {
         })
     }
 
-    fn run(&self, js: Js, value: Raw) -> Result<JsonText, Raw> {
+    /// `JSON.stringify(value)`. `Err` carries what it threw (a TypeError for a cycle or a
+    /// BigInt), for the caller to rethrow.
+    pub fn value(&self, js: Js, value: Raw) -> Result<JsonText, Raw> {
         let json = self.json.value(js);
         let stringify = self.stringify.value(js);
         match js.call(json, stringify, &[value]) {
             Called::Returned(text) => Ok(js.string(text)),
             Called::Threw(error) => Err(error),
         }
-    }
-
-    /// `JSON.stringify(value)`. `Err` carries what it threw (a TypeError for a cycle or a
-    /// BigInt), for the caller to rethrow.
-    pub fn value(&self, js: Js, value: Raw) -> Result<JsonText, Raw> {
-        self.run(js, value)
-    }
-
-    /// The JSON of `value` as the original produced it inside the envelope: as the member
-    /// `data` of an object, so `toJSON` receives the key `"data"` exactly as when the whole
-    /// envelope was stringified.
-    pub fn as_data_member(&self, js: Js, value: Raw) -> Result<JsonText, Raw> {
-        let holder = js.create_object().map_err(|_| js.undefined())?;
-        js.set(holder, names::DATA, value)
-            .map_err(|_| js.undefined())?;
-        let Some(text) = self.run(js, holder)? else {
-            return Ok(None);
-        };
-        const PREFIX: &str = r#"{"data":"#;
-        Ok(text
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.strip_suffix('}'))
-            .map(str::to_owned))
     }
 }

@@ -28,10 +28,10 @@ use super::native::{Attachment, NativeSocket};
 use super::options::ManagerOptions;
 use crate::envelope;
 use crate::handshake::HandshakePolicy;
-use crate::hub::{Handled, Hub};
+use crate::hub::{Change, Handled, Hub};
 use crate::outbox::CloseReason;
 use crate::protocol;
-use crate::registry::{RecordKey, Transport};
+use crate::registry::{RecordKey, SubscribeOutcome, Transport};
 use crate::runtime;
 
 /// JavaScript-thread state shared by the manager and the listeners it installs on sockets.
@@ -138,11 +138,22 @@ impl Shared {
     }
 
     /// The record of `id` leaves the registry because its socket closed.
-    fn on_close(&self, id: &str, key: RecordKey) {
+    fn on_close(&self, js: Js, id: &str, key: RecordKey) {
         if self.hub.write().remove_record(id, key).is_some() {
             info!(conn_id = id, "connection closed");
         }
-        drop(self.sockets.take(key));
+        drop(self.sockets.take(js, key));
+    }
+
+    /// Mirrors a client's subscription change into the JavaScript fan-out index.
+    fn apply_change(&self, js: Js, key: RecordKey, change: &Change) {
+        let changed = match change {
+            Change::Subscribed(channel) => self.sockets.subscribed(js, key, channel),
+            Change::Unsubscribed(channel) => self.sockets.unsubscribed(js, key, channel),
+        };
+        if let Err(error) = changed {
+            warn!(%error, "fan-out index not updated");
+        }
     }
 
     fn on_message(self: Rc<Self>, env: &Env, id: &str, key: RecordKey, data: Raw) {
@@ -158,6 +169,10 @@ impl Shared {
         };
         match handled {
             Handled::Reply(reply) => self.reply(js, id, key, &reply),
+            Handled::Changed { reply, change } => {
+                self.apply_change(js, key, &change);
+                self.reply(js, id, key, &reply);
+            }
             Handled::Nothing | Handled::Dropped => {}
             Handled::Close(code) => {
                 if let Some(ws) = self.sockets.ws(js, key) {
@@ -181,6 +196,9 @@ impl Shared {
                         return;
                     };
                     let handled = shared.hub.finish_subscribe(&id, req, &channel, allowed);
+                    if let Handled::Changed { change, .. } = &handled {
+                        shared.apply_change(js, key, change);
+                    }
                     if let Some(reply) = handled.reply() {
                         shared.reply(js, &id, key, &reply);
                     }
@@ -215,7 +233,7 @@ impl Shared {
         }
         let work = self.hub.health_tick_js();
         for dead in work.dead {
-            if let Some(ws) = self.sockets.take(dead.key) {
+            if let Some(ws) = self.sockets.take(js, dead.key) {
                 if let Err(reason) = js_socket::terminate(js, ws.value(js)) {
                     warn!(conn_id = &*dead.id, reason, "terminate failed");
                 }
@@ -231,7 +249,7 @@ impl Shared {
                     reason, "ping failed; removing connection"
                 );
                 self.hub.write().remove_record(&live.id, live.key);
-                if let Some(ws) = self.sockets.take(live.key) {
+                if let Some(ws) = self.sockets.take(js, live.key) {
                     let _ = js_socket::terminate(js, ws.value(js));
                 }
             }
@@ -267,7 +285,7 @@ impl WebSocketManager {
         let (key, replaced) = shared.hub.write().add(id, Transport::Js);
         if let Some(old) = replaced {
             match old.transport {
-                Transport::Js => drop(shared.sockets.take(old.key)),
+                Transport::Js => drop(shared.sockets.take(js, old.key)),
                 Transport::Native(outbox) => outbox.close(CloseReason::Server { code: 1000 }),
             }
         }
@@ -276,7 +294,7 @@ impl WebSocketManager {
         let installed = self.install_listeners(env, ws, id, key);
         if installed.is_err() {
             shared.hub.write().remove_record(id, key);
-            drop(shared.sockets.take(key));
+            drop(shared.sockets.take(js, key));
         }
         installed?;
         debug!(conn_id = id, "connection added");
@@ -302,10 +320,10 @@ impl WebSocketManager {
         let on_close = {
             let shared = Rc::downgrade(&self.shared);
             let id: Arc<str> = Arc::from(id);
-            env.create_function_from_closure::<(), (), _>("onClose", move |_ctx| {
+            env.create_function_from_closure::<(), (), _>("onClose", move |ctx| {
                 guarded("close", || {
                     if let Some(shared) = shared.upgrade() {
-                        shared.on_close(&id, key);
+                        shared.on_close(Js::new(ctx.env), &id, key);
                     }
                 });
                 Ok(())
@@ -424,12 +442,18 @@ impl WebSocketManager {
         let gate = match (options.authenticate, options.authorize_subscribe) {
             (None, None) => None,
             (authenticate, authorize) => {
-                Some(Arc::new(JsGate::new(&env, authenticate, authorize)?))
+                let timeout = options.core.decision_timeout;
+                Some(Arc::new(JsGate::new(
+                    &env,
+                    authenticate,
+                    authorize,
+                    timeout,
+                )?))
             }
         };
         let shared = Rc::new(Shared {
             hub: Hub::new(options.core),
-            sockets: JsSockets::default(),
+            sockets: JsSockets::new(&env)?,
             stringify: Stringify::capture(Js::new(&env))?,
             health_due: Arc::default(),
             waker: RefCell::new(None),
@@ -472,7 +496,7 @@ impl WebSocketManager {
         match connection.transport {
             Transport::Js => {
                 let js = Js::new(&env);
-                if let Some(ws) = shared.sockets.take(connection.key) {
+                if let Some(ws) = shared.sockets.take(js, connection.key) {
                     let ws = ws.value(js);
                     if js_socket::is_open(js, ws) {
                         if let Err(reason) = js_socket::close(js, ws) {
@@ -491,67 +515,82 @@ impl WebSocketManager {
     /// harmless.
     #[napi(catch_unwind)]
     pub fn subscribe(&self, env: Env, id: String, channel: String) -> napi::Result<()> {
-        let hub = &self.open(&env)?.hub;
-        hub.flush_fanout();
-        hub.write().subscribe(&id, &channel, None);
-        Ok(())
+        let shared = self.open(&env)?;
+        shared.hub.flush_fanout();
+        let mut registry = shared.hub.write();
+        let added = registry.subscribe(&id, &channel, None) == SubscribeOutcome::Added;
+        let js_key = registry
+            .get(&id)
+            .filter(|c| !c.transport.is_native())
+            .map(|c| c.key);
+        drop(registry);
+        match js_key {
+            Some(key) if added => shared.sockets.subscribed(Js::new(&env), key, &channel),
+            _ => Ok(()),
+        }
     }
 
     /// Unsubscribes a connection from a channel. Unknown ids are ignored.
     #[napi(catch_unwind)]
     pub fn unsubscribe(&self, env: Env, id: String, channel: String) -> napi::Result<()> {
-        let hub = &self.open(&env)?.hub;
-        hub.flush_fanout();
-        hub.write().unsubscribe(&id, &channel);
-        Ok(())
+        let shared = self.open(&env)?;
+        shared.hub.flush_fanout();
+        let mut registry = shared.hub.write();
+        let removed = registry.unsubscribe(&id, &channel);
+        let js_key = registry
+            .get(&id)
+            .filter(|c| !c.transport.is_native())
+            .map(|c| c.key);
+        drop(registry);
+        match js_key {
+            Some(key) if removed => shared.sockets.unsubscribed(Js::new(&env), key, &channel),
+            _ => Ok(()),
+        }
     }
 
     /// Sends one event `{"type":"event","channel","data","timestamp"}` to every open
     /// subscriber of `channel`. Failed sends are counted and logged, never thrown; a `data`
     /// that `JSON.stringify` rejects (a cycle, a BigInt) throws its TypeError.
     #[napi(catch_unwind, ts_args_type = "channel: string, data: unknown")]
-    pub fn broadcast(&self, env: Env, channel: String, data: Unknown) -> napi::Result<()> {
+    pub fn broadcast(&self, env: Env, channel: Unknown, data: Unknown) -> napi::Result<()> {
         let shared = self.open(&env)?;
         let js = Js::new(&env);
-        let data_json = shared
-            .stringify
-            .as_data_member(js, data.raw())
-            .map_err(|thrown| {
-                js.throw(thrown);
-                napi::Error::from_status(Status::PendingException)
-            })?;
-        let text = envelope::event_envelope(&channel, data_json.as_deref(), &envelope::now_iso());
-        let bytes = text.len() as u64;
-        let text = Utf8Bytes::from(text);
+        let Some(name) = js.string(channel.raw()) else {
+            return Err(error::throw(
+                &env,
+                ErrorKind::TypeError,
+                "channel must be a string",
+                error::codes::INVALID_CHANNEL,
+            ));
+        };
         let hub = &shared.hub;
+        let (js_subscribers, native_subscribers) = hub.subscriber_counts(&name);
+        let timestamp = js.create_string(&envelope::now_iso())?;
+        let text = shared
+            .sockets
+            .fanout()
+            .envelope(js, channel.raw(), data.raw(), timestamp)?;
         hub.stats().record_broadcast();
-
-        let mut js_targets = Vec::new();
-        let native = hub.publish(&channel, &text, &mut js_targets);
-        let mut sent = native as u64;
-        let mut failed = 0u64;
-        if !js_targets.is_empty() {
-            let raw_text = js.create_string(text.as_str())?;
-            for target in &js_targets {
-                let Some(ws) = shared.sockets.ws(js, target.key) else {
-                    continue;
-                };
-                match js_socket::send(js, ws, raw_text) {
-                    Sent::Ok => sent += 1,
-                    Sent::NotOpen => failed += 1,
-                    Sent::Failed(reason) => {
-                        failed += 1;
-                        warn!(conn_id = &*target.id, reason, "broadcast send failed");
-                    }
-                }
-            }
+        let bytes = js.utf8_len(text) as u64;
+        if native_subscribers > 0 {
+            let owned = js.string(text).unwrap_or_default();
+            hub.publish(&name, Utf8Bytes::from(owned));
         }
+        let failed = if js_subscribers > 0 {
+            // The index is keyed by the registry's name for the channel (a JavaScript
+            // string with unpaired surrogates differs from it), so look it up by that.
+            let key = js.create_string(&name)?;
+            shared.sockets.fanout().send_all(js, key, text)
+        } else {
+            0
+        };
+        let sent = (js_subscribers + native_subscribers) as u64 - failed;
         hub.stats().record_sent(sent, sent * bytes);
         hub.stats().record_send_failures(failed);
         if failed > 0 {
-            warn!(channel, "broadcast: {sent} success, {failed} failed");
+            warn!(channel = name, "broadcast: {sent} success, {failed} failed");
         } else {
-            debug!(channel, "broadcast: {sent} success, {failed} failed");
+            debug!(channel = name, "broadcast: {sent} success, {failed} failed");
         }
         Ok(())
     }
@@ -756,7 +795,7 @@ impl WebSocketManager {
         for connection in connections {
             match connection.transport {
                 Transport::Js => {
-                    if let Some(ws) = self.shared.sockets.take(connection.key) {
+                    if let Some(ws) = self.shared.sockets.take(js, connection.key) {
                         let ws = ws.value(js);
                         if js_socket::is_open(js, ws) {
                             if let Err(reason) = js_socket::close(js, ws) {
@@ -768,7 +807,7 @@ impl WebSocketManager {
                 Transport::Native(outbox) => outbox.close(CloseReason::Server { code: 1001 }),
             }
         }
-        drop(self.shared.sockets.take_all());
+        drop(self.shared.sockets.take_all(js));
         info!("manager shut down");
         Ok(())
     }

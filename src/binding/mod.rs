@@ -5,6 +5,7 @@ mod broadcaster;
 mod error;
 mod gate;
 mod js;
+mod js_fanout;
 mod js_socket;
 mod json;
 mod lifetime;

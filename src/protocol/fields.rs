@@ -28,6 +28,39 @@ pub enum TopLevel<'a> {
     Other,
 }
 
+/// A member name, read as bytes: JSON.parse accepts any string as a key, unpaired
+/// surrogate escapes included, and serde_json only decodes those into bytes.
+enum Key {
+    Type,
+    Id,
+    Channel,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, name: &[u8]) -> Result<Key, E> {
+                Ok(match name {
+                    b"type" => Key::Type,
+                    b"id" => Key::Id,
+                    b"channel" => Key::Channel,
+                    _ => Key::Other,
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Key, E> {
+                self.visit_bytes(name.as_bytes())
+            }
+        }
+        deserializer.deserialize_bytes(KeyVisitor)
+    }
+}
+
 struct TopLevelVisitor;
 
 impl<'de> Visitor<'de> for TopLevelVisitor {
@@ -39,12 +72,12 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let (mut kind, mut id, mut channel) = (None, None, None);
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match key.as_ref() {
-                "type" => kind = Some(map.next_value()?),
-                "id" => id = Some(map.next_value()?),
-                "channel" => channel = Some(map.next_value()?),
-                _ => {
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Type => kind = Some(map.next_value()?),
+                Key::Id => id = Some(map.next_value()?),
+                Key::Channel => channel = Some(map.next_value()?),
+                Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
@@ -92,9 +125,51 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
 pub fn read(text: &str) -> Option<TopLevel<'_>> {
     let mut json = serde_json::Deserializer::from_str(text);
     json.disable_recursion_limit();
-    let top = TopLevel::deserialize(serde_stacker::Deserializer::new(&mut json)).ok()?;
-    json.end().ok()?;
-    Some(top)
+    match TopLevel::deserialize(serde_stacker::Deserializer::new(&mut json)) {
+        Ok(top) => json.end().ok().map(|()| top),
+        // serde_json refuses a number beyond f64; JSON.parse reads it as ±Infinity.
+        Err(_) if is_json_number(text.trim_matches(is_json_whitespace)) => Some(TopLevel::Other),
+        Err(_) => None,
+    }
+}
+
+fn is_json_whitespace(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// Whether `text` is a JSON number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+fn is_json_number(text: &str) -> bool {
+    let bytes = text.strip_prefix('-').unwrap_or(text).as_bytes();
+    let digits = |from: usize| {
+        bytes[from..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    let integer = digits(0);
+    if integer == 0 || (integer > 1 && bytes[0] == b'0') {
+        return false;
+    }
+    let mut at = integer;
+    if bytes.get(at) == Some(&b'.') {
+        let fraction = digits(at + 1);
+        if fraction == 0 {
+            return false;
+        }
+        at += 1 + fraction;
+    }
+    if matches!(bytes.get(at), Some(b'e' | b'E')) {
+        at += 1;
+        if matches!(bytes.get(at), Some(b'+' | b'-')) {
+            at += 1;
+        }
+        let exponent = digits(at);
+        if exponent == 0 {
+            return false;
+        }
+        at += exponent;
+    }
+    at == bytes.len()
 }
 
 #[cfg(test)]
@@ -115,6 +190,15 @@ mod tests {
         assert_eq!(raw(kind), Some(r#""subscribe""#));
         assert_eq!(raw(id), Some("7"));
         assert_eq!(raw(channel), Some(r#""files""#));
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_are_json_as_for_json_parse() {
+        assert!(matches!(read("1e400"), Some(TopLevel::Other)));
+        assert!(matches!(read(" -1.5E+999 "), Some(TopLevel::Other)));
+        for not_json in ["+1", "01", "1.", ".5", "1e", "inf", "NaN", "1e400x"] {
+            assert!(read(not_json).is_none(), "{not_json}");
+        }
     }
 
     #[test]
@@ -149,5 +233,9 @@ mod tests {
     #[test]
     fn out_of_range_numbers_and_lone_surrogates_in_skipped_members_are_accepted() {
         assert!(read(r#"{"data":1e400,"x":"\ud800"}"#).is_some());
+        let Some(TopLevel::Object { kind, .. }) = read(r#"{"\ud800":1,"type":"request"}"#) else {
+            panic!("a key with an unpaired surrogate escape must be accepted");
+        };
+        assert_eq!(raw(kind), Some(r#""request""#));
     }
 }

@@ -163,7 +163,7 @@ where
             // tungstenite answers pings itself; a ping flood still counts against the rate.
             Ok(Message::Ping(_)) => {
                 if let Handled::Close(code) = hub.rate_check(id, &mut bucket) {
-                    return ReadEnd::Violation(code);
+                    return close_and_drain(outbox, code, &mut source).await;
                 }
                 continue;
             }
@@ -175,9 +175,9 @@ where
             limited => limited,
         };
         let reply = match handled {
-            Handled::Reply(reply) => reply,
+            Handled::Reply(reply) | Handled::Changed { reply, .. } => reply,
             Handled::Nothing | Handled::Dropped => continue,
-            Handled::Close(code) => return ReadEnd::Violation(code),
+            Handled::Close(code) => return close_and_drain(outbox, code, &mut source).await,
             Handled::Authorize {
                 req,
                 channel,
@@ -201,6 +201,25 @@ where
         let bytes = reply.len() as u64;
         hub.account(id, outbox.push(Message::text(reply)), bytes);
     }
+    ReadEnd::Closed
+}
+
+/// Closes with `code` while still reading (and discarding) what the peer sends, until it
+/// answers the close or [`CLOSE_GRACE`] passes: closing a socket with unread data makes the
+/// kernel reset it, and the peer would lose the close frame that says why.
+async fn close_and_drain<S>(
+    outbox: &Outbox,
+    code: u16,
+    source: &mut futures_util::stream::SplitStream<WebSocketStream<S>>,
+) -> ReadEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    outbox.close(CloseReason::Server { code });
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(_)) = source.next().await {}
+    })
+    .await;
     ReadEnd::Closed
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 
 use super::{upgrade, Endpoint};
-use crate::handshake::UpgradeRequest;
+use crate::handshake::{Rejection, UpgradeRequest};
 use crate::hub::Hub;
 use crate::runtime;
 
@@ -40,13 +40,27 @@ pub fn adopt(
     // Registering with the reactor must happen inside the runtime: this function runs on
     // the JavaScript thread.
     let guard = hub.active_guard();
+    let slot = hub.reserve_connection();
     runtime::handle().spawn(async move {
         let _alive = guard;
-        match TcpStream::from_std(socket) {
-            Ok(stream) => {
-                upgrade::complete(hub, stream, request, leftover, remote_address, endpoint).await
+        let mut stream = match TcpStream::from_std(socket) {
+            Ok(stream) => stream,
+            Err(error) => return tracing::warn!(%error, "cannot adopt the upgraded socket"),
+        };
+        match slot {
+            Some(slot) => {
+                upgrade::complete(
+                    hub,
+                    stream,
+                    slot,
+                    request,
+                    leftover,
+                    remote_address,
+                    endpoint,
+                )
+                .await
             }
-            Err(error) => tracing::warn!(%error, "cannot adopt the upgraded socket"),
+            None => upgrade::refuse(&hub, &mut stream, &Rejection::server_busy()).await,
         }
     });
     Ok(())

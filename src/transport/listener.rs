@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use super::{upgrade, Endpoint, HANDSHAKE_TIMEOUT};
 use crate::handshake::request::{parse_request, ParseStatus, RequestHead};
 use crate::handshake::{is_loopback_addr, Rejection};
-use crate::hub::Hub;
+use crate::hub::{ConnectionSlot, Hub};
 
 /// After an accept error (out of descriptors, typically), wait this long before the next
 /// accept instead of spinning.
@@ -45,10 +45,19 @@ pub async fn listen(
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((stream, peer)) => {
+                Ok((mut stream, peer)) => {
                     let hub = Arc::clone(&hub);
                     let endpoint = Arc::clone(&endpoint);
-                    tokio::spawn(async move { handshake(hub, stream, peer, endpoint).await });
+                    // A socket holds its slot from accept on, so connections that never
+                    // finish their handshake count against maxConnections too.
+                    match hub.reserve_connection() {
+                        Some(slot) => tokio::spawn(async move {
+                            handshake(hub, stream, slot, peer, endpoint).await
+                        }),
+                        None => tokio::spawn(async move {
+                            upgrade::refuse(&hub, &mut stream, &Rejection::server_busy()).await
+                        }),
+                    };
                 }
                 Err(error) => {
                     warn!(%error, "accept failed");
@@ -65,6 +74,7 @@ pub async fn listen(
 async fn handshake(
     hub: Arc<Hub>,
     mut stream: TcpStream,
+    slot: ConnectionSlot,
     peer: SocketAddr,
     endpoint: Arc<Endpoint>,
 ) {
@@ -83,7 +93,7 @@ async fn handshake(
         Ok(Ok((head, leftover))) => {
             let request = head.into_upgrade_request(local_is_loopback);
             let remote = peer.ip().to_string();
-            upgrade::complete(hub, stream, request, leftover, remote, endpoint).await;
+            upgrade::complete(hub, stream, slot, request, leftover, remote, endpoint).await;
         }
     }
 }

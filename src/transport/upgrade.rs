@@ -20,6 +20,7 @@ use crate::hub::{ConnectionSlot, Hub};
 pub async fn complete<S>(
     hub: Arc<Hub>,
     mut stream: S,
+    slot: ConnectionSlot,
     request: UpgradeRequest,
     leftover: Vec<u8>,
     remote_address: String,
@@ -28,7 +29,7 @@ pub async fn complete<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let admitted = admit(&hub, &request, remote_address, &endpoint).await;
-    let (accepted, slot, meta) = match admitted {
+    let (accepted, meta) = match admitted {
         Ok(admitted) => admitted,
         Err(rejection) => {
             refuse(&hub, &mut stream, &rejection).await;
@@ -51,19 +52,18 @@ pub async fn complete<S>(
 }
 
 /// Every check before the `101`, cheapest first: shutdown, the handshake itself (method,
-/// path, headers, Host, Origin, token), the connection limit, then the application's
-/// `authenticate`.
+/// path, headers, Host, Origin, token), then the application's `authenticate`. (The
+/// connection limit was applied when the socket arrived.)
 async fn admit(
     hub: &Arc<Hub>,
     request: &UpgradeRequest,
     remote_address: String,
     endpoint: &Endpoint,
-) -> Result<(Accepted, ConnectionSlot, Option<String>), Rejection> {
+) -> Result<(Accepted, Option<String>), Rejection> {
     if hub.is_shut_down() {
         return Err(Rejection::shutting_down());
     }
     let accepted = check_upgrade(request, &endpoint.policy)?;
-    let slot = hub.reserve_connection().ok_or(Rejection::server_busy())?;
     let Some(decision) = hub.gatekeeper().and_then(|gate| {
         gate.authenticate(AuthRequest {
             url: request.url.clone(),
@@ -71,7 +71,7 @@ async fn admit(
             remote_address,
         })
     }) else {
-        return Ok((accepted, slot, None));
+        return Ok((accepted, None));
     };
     let timeout = hub.options().decision_timeout;
     let verdict = tokio::select! {
@@ -79,7 +79,7 @@ async fn admit(
         () = hub.shutdown_signal() => return Err(Rejection::shutting_down()),
     };
     match verdict {
-        AuthVerdict::Allow { meta } => Ok((accepted, slot, meta)),
+        AuthVerdict::Allow { meta } => Ok((accepted, meta)),
         AuthVerdict::Deny => Err(Rejection::unauthorized()),
     }
 }

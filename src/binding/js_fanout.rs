@@ -1,0 +1,146 @@
+//! Broadcasting to JavaScript sockets without crossing into JavaScript per subscriber.
+//!
+//! A call from Rust into JavaScript costs far more than a JIT-compiled loop iteration, so
+//! the per-subscriber loop for JavaScript sockets runs in JavaScript (`js_fanout.js`). The
+//! binding keeps that script's channel → sockets index in step with the registry (on every
+//! subscription change of a JavaScript socket, all of which happen on this thread) and
+//! calls it once per broadcast. The envelope is built there too, with the original
+//! module's own `JSON.stringify` call, so its bytes are the original's by construction.
+
+use napi::bindgen_prelude::{FunctionCallContext, Unknown};
+use napi::{Env, JsValue, Status};
+use tracing::warn;
+
+use super::js::{Called, Js, JsRef, Raw};
+use crate::registry::RecordKey;
+
+const GLUE: &str = include_str!("js_fanout.js");
+
+/// The script's functions, held for the life of the manager.
+pub struct JsFanOut {
+    glue: JsRef,
+    envelope: JsRef,
+    add: JsRef,
+    remove: JsRef,
+    forget: JsRef,
+    clear: JsRef,
+    send_all: JsRef,
+}
+
+fn rethrow(js: Js, thrown: Raw) -> napi::Error {
+    js.throw(thrown);
+    napi::Error::from_status(Status::PendingException)
+}
+
+fn key_value(js: Js, key: RecordKey) -> Raw {
+    // Record keys count up from 1 and stay far below 2^53.
+    js.create_double(key.as_u64() as f64)
+}
+
+impl JsFanOut {
+    pub fn new(env: &Env) -> napi::Result<Self> {
+        let js = Js::new(env);
+        let on_send_error = env.create_function_from_closure::<(), (), _>(
+            "clusoSendError",
+            |ctx: FunctionCallContext| {
+                let js = Js::new(ctx.env);
+                let id = ctx.get::<Unknown>(0).ok().and_then(|v| js.string(v.raw()));
+                let reason = ctx
+                    .get::<Unknown>(1)
+                    .map(|e| js.describe(e.raw()))
+                    .unwrap_or_default();
+                warn!(conn_id = id.as_deref(), reason, "broadcast send failed");
+                Ok(())
+            },
+        )?;
+        let factory: Unknown = env.run_script(GLUE)?;
+        let glue = match js.call(js.undefined(), factory.raw(), &[on_send_error.raw()]) {
+            Called::Returned(glue) => glue,
+            Called::Threw(thrown) => return Err(rethrow(js, thrown)),
+        };
+        let method = |name: &std::ffi::CStr| -> napi::Result<JsRef> {
+            let function = js
+                .get(glue, name)
+                .map_err(|_| napi::Error::from_reason("the fan-out script is incomplete"))?;
+            js.create_reference(function)
+        };
+        Ok(Self {
+            envelope: method(c"envelope")?,
+            add: method(c"add")?,
+            remove: method(c"remove")?,
+            forget: method(c"forget")?,
+            clear: method(c"clear")?,
+            send_all: method(c"sendAll")?,
+            glue: js.create_reference(glue)?,
+        })
+    }
+
+    fn call(&self, js: Js, function: &JsRef, args: &[Raw]) -> Result<Raw, Raw> {
+        match js.call(self.glue.value(js), function.value(js), args) {
+            Called::Returned(value) => Ok(value),
+            Called::Threw(thrown) => Err(thrown),
+        }
+    }
+
+    /// The bookkeeping calls cannot throw; a failure would mean a broken environment, so
+    /// it is logged rather than surfaced.
+    fn call_quietly(&self, js: Js, function: &JsRef, args: &[Raw]) {
+        if let Err(thrown) = self.call(js, function, args) {
+            warn!(error = js.describe(thrown), "fan-out index update failed");
+        }
+    }
+
+    /// `JSON.stringify({ type: 'event', channel, data, timestamp })`; rethrows what it
+    /// throws (a cycle, a BigInt).
+    pub fn envelope(&self, js: Js, channel: Raw, data: Raw, timestamp: Raw) -> napi::Result<Raw> {
+        self.call(js, &self.envelope, &[channel, data, timestamp])
+            .map_err(|thrown| rethrow(js, thrown))
+    }
+
+    pub fn add(
+        &self,
+        js: Js,
+        channel: &str,
+        key: RecordKey,
+        ws: Raw,
+        id: &str,
+    ) -> napi::Result<()> {
+        let args = [
+            js.create_string(channel)?,
+            key_value(js, key),
+            ws,
+            js.create_string(id)?,
+        ];
+        self.call_quietly(js, &self.add, &args);
+        Ok(())
+    }
+
+    pub fn remove(&self, js: Js, channel: &str, key: RecordKey) -> napi::Result<()> {
+        let args = [js.create_string(channel)?, key_value(js, key)];
+        self.call_quietly(js, &self.remove, &args);
+        Ok(())
+    }
+
+    /// Drops a socket from every channel.
+    pub fn forget(&self, js: Js, key: RecordKey) {
+        self.call_quietly(js, &self.forget, &[key_value(js, key)]);
+    }
+
+    pub fn clear(&self, js: Js) {
+        self.call_quietly(js, &self.clear, &[]);
+    }
+
+    /// Sends `text` to every JavaScript subscriber of `channel`; returns how many failed.
+    pub fn send_all(&self, js: Js, channel: Raw, text: Raw) -> u64 {
+        match self.call(js, &self.send_all, &[channel, text]) {
+            Ok(failed) => js.number(failed).map_or(0, |n| n as u64),
+            Err(thrown) => {
+                warn!(
+                    error = js.describe(thrown),
+                    "broadcast to JavaScript sockets failed"
+                );
+                0
+            }
+        }
+    }
+}
