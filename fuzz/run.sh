@@ -9,8 +9,9 @@
 #   nightly toolchain it changes nothing.
 # - Seeds are read from the committed fuzz/corpus/<target>/; new inputs go to
 #   fuzz/corpus-work/<target>/ (ignored by git) so a run leaves the repository clean.
-# - A crash stops the run with a non-zero status and leaves the input in
-#   fuzz/artifacts/<target>/; turn it into a regression unit test beside the code it broke.
+# - A crash leaves the input in fuzz/artifacts/<target>/ and makes the run's status non-zero
+#   (after the remaining targets have run); turn it into a regression unit test beside the
+#   code it broke.
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -29,13 +30,27 @@ if ! rustc --version | grep -q nightly; then
   export RUSTC_BOOTSTRAP=1
 fi
 
-# Largest input tried: past the 16 KiB head limit so the parser's "too large" path is reached.
+# Largest input tried: past the 16 KiB head limit so the parser's "too large" path is reached,
+# and long enough for deeply nested client messages.
 max_len=20000
 
-for target in $(cargo fuzz list); do
+# Every target runs for its full time even when an earlier one crashed; the status is
+# non-zero if any did.
+targets=$(cargo fuzz list)
+failed=()
+for target in $targets; do
   mkdir -p "corpus-work/$target" "corpus/$target"
   echo "== fuzzing $target for ${seconds}s" >&2
-  cargo fuzz run "$target" "corpus-work/$target" "corpus/$target" -- \
+  if ! cargo fuzz run "$target" "corpus-work/$target" "corpus/$target" -- \
     -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1
+    -print_final_stats=1; then
+    failed+=("$target")
+    echo "!! $target found a crash; the input is in fuzz/artifacts/$target/" >&2
+  fi
 done
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "== crashed: ${failed[*]}" >&2
+  exit 1
+fi
+echo "== every target ran ${seconds}s without a crash: $(echo $targets)" >&2
