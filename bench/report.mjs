@@ -192,7 +192,7 @@ const versions = {}
 for (const r of runs) for (const [srv, v] of Object.entries(r.meta.versions ?? {})) Object.assign(versions, v)
 const c = meta.config
 const errors = sessions.filter((s) => s.error)
-const noisy = sessions.filter((s) => ['A', 'B2', 'B200', 'E'].some((k) => s[k]?.foreignCores > 0.3))
+const noisy = sessions.filter((s) => ['A', 'B2', 'B200', 'C', 'E'].some((k) => s[k]?.foreignCores > 0.3))
 const skipped = Object.entries(meta.skipped ?? {})
 const notesPath = path.join(here, 'notes.md')
 const notes = fs.existsSync(notesPath) ? fs.readFileSync(notesPath, 'utf8').trim() : ''
@@ -203,9 +203,9 @@ const page = [
   '# Benchmarks',
   '',
   `Run of ${meta.date.slice(0, 16).replace('T', ' ')} UTC on ${m.cpuModel} × ${m.cpus} vCPU, ${m.memGiB} GiB, Linux ${m.kernel}, ${m.glibc}; Node ${m.node}.`,
-  `Versions: ${Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+  `Versions: ${Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(', ')}${meta.addonRev ? `; cluso-ws built from ${meta.addonRev}` : ''}.`,
   `Server pinned to CPU ${c.serverCpu}, load generator (bench/loadgen, one tokio thread) to CPU ${c.loadgenCpu}${m.taskset ? '' : ' (taskset missing: NOT pinned)'}; `
-    + `${c.rounds} interleaved round(s); N = ${mainNs.map(fmtNum).join(' / ')}; saturation ${c.satMs / 1000} s, 2/s for ${c.rateMs / 1000} s, 200/s for ${c.rate200Ms / 1000} s, `
+    + `${c.rounds} interleaved round(s); N = ${mainNs.map((n) => fmtNum(n)).join(' / ')}; saturation ${c.satMs / 1000} s, 2/s for ${c.rateMs / 1000} s, 200/s for ${c.rate200Ms / 1000} s, `
     + `${c.costCount} timed broadcast() calls, AI streaming ${c.aiMs / 1000} s at N = ${fmtNum(c.aiN)}. Payload: a fileChanged-shaped event of ≈200 bytes.`,
   `Cells: median over rounds <sub>(min–max)</sub>. Reproduce: \`npm run bench\` (quick: \`npm run bench -- --quick\`; see bench/README.md).`,
   '',
@@ -220,6 +220,8 @@ const page = [
     'Broadcast back to back for the whole window, pacing on the largest per-connection backlog (64 KiB); counted by the load generator.'),
   table('A. Server CPU per delivered message', 'main', mainNs, (s) => s.A.serverCpuUsPerMsg, (x) => `${x.toFixed(3)} µs`,
     'utime+stime of the server process (all threads, /proc/<pid>/stat) during the phase ÷ messages delivered.'),
+  table('A. Server CPU (share of one core, all threads)', 'main', mainNs, (s) => s.A.serverCpuShare * 100, (x) => `${x.toFixed(0)} %`,
+    'The server is pinned to one core: 100 % means it is the limit.'),
   table('A. Load generator CPU (share of its core)', 'main', mainNs, (s) => s.A.loadgenCpuShare * 100, (x) => `${x.toFixed(0)} %`,
     'Near 100 % the load generator, not the server, is the limit: compare CPU per message then.'),
   table('B. Fan-out latency at 2 broadcasts/s: p50', 'main', mainNs, (s) => s.B2.loadgen.latencyUs.p50, fmtUs,
@@ -233,6 +235,8 @@ const page = [
   table('C. JS-thread time of one broadcast(): median', 'main', mainNs, (s) => s.C.medianUs, fmtUs,
     'process.hrtime.bigint() around single calls, each on a drained server.'),
   table('C. JS-thread time of one broadcast(): p99', 'main', mainNs, (s) => s.C.p99Us, fmtUs),
+  table('C. Process CPU time during one broadcast(): median', 'main', mainNs, (s) => s.C.cpuMedianUs, fmtUs,
+    'getrusage of the whole process around the call: insensitive to other load on the machine, but it also counts other threads (the native fan-out) running meanwhile.'),
   table('D. RSS per idle subscribed connection', 'main', mainNs, (s) => s.D.bytesPerConn, fmtKiB,
     '(RSS with N idle subscribed connections − RSS before) / N, both after global.gc().'),
   table(`E. AI streaming (100 streams × 50 chunks/s to ${fmtNum(c.aiN)} subscribers): delivered msgs/s`, 'ai', [c.aiN], (s) => s.E.loadgen.msgsPerSec, fmtRate,
@@ -241,13 +245,14 @@ const page = [
   table('E. AI streaming: p50 latency', 'ai', [c.aiN], (s) => s.E.loadgen.latencyUs.p50, fmtUs),
   table('E. AI streaming: p99 latency', 'ai', [c.aiN], (s) => s.E.loadgen.latencyUs.p99, fmtUs),
   table('E. AI streaming: server CPU per delivered message', 'ai', [c.aiN], (s) => s.E.serverCpuUsPerMsg, (x) => `${x.toFixed(3)} µs`),
+  table('E. AI streaming: load generator CPU (share of its core)', 'ai', [c.aiN], (s) => s.E.loadgenCpuShare * 100, (x) => `${x.toFixed(0)} %`),
   '## Run notes',
   '',
   skipped.length ? skipped.map(([k, v]) => `- **${k} not run**: ${v.split('\n')[0].slice(0, 300)}`).join('\n') : '- every adapter started.',
   errors.length ? errors.map((s) => `- error in ${s.server} N=${s.n} round ${s.round} (${s.kind}): ${s.error.split('\n')[0].slice(0, 300)}`).join('\n') : '- no session failed.',
   noisy.length ? `- ${noisy.length} session(s) ran while other work used > 0.3 of a core (the machine is shared): ${noisy.map((s) => `${s.server}/N=${s.n}/r${s.round}`).join(', ')}.` : '- no phase saw more than 0.3 of a core of other load.',
   (() => {
-    const loss = sessions.filter((s) => ['A', 'B2', 'B200', 'E'].some((k) => s[k] && s[k].lossRatio > 0.001))
+    const loss = sessions.filter((s) => ['A', 'B2', 'B200', 'C', 'E'].some((k) => s[k] && Math.abs(s[k].lossRatio) > 0.001))
     return loss.length ? `- messages lost (> 0.1 %): ${loss.map((s) => `${s.server}/N=${s.n}/r${s.round}`).join(', ')}.` : '- every broadcast reached every subscriber (no loss above 0.1 %).'
   })(),
   '',

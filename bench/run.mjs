@@ -205,15 +205,18 @@ function loadgenUrl(hello) {
 /** Runs one measured phase: loadgen counts while the server runs `cmd`. */
 async function phase(server, lg, label, cmd, timeoutMs) {
   await lg.call({ cmd: 'start', label }, 10000).catch(() => {})
-  const prof = cfg.perf && (label === 'A' || label === 'E') ? await startPerf(server, label) : null
+  const prof = cfg.perf && ['A', 'C', 'E'].includes(label) ? await startPerf(server, label) : null
   const c0 = { s: cpuMs(server.pid), l: cpuMs(lg.pid), m: machineBusyMs(), t: performance.now() }
   const res = await server.call(cmd, timeoutMs)
   const perf = prof ? await prof.finish() : undefined
   const c1 = { s: cpuMs(server.pid), l: cpuMs(lg.pid), t: performance.now() }
   if (!res.ok) throw new Error(`${server.label} ${cmd.cmd}: ${res.error}`)
   const expect = res.broadcasts * lg.connections
-  lg.send({ cmd: 'stop', label, expect, quietMs: 500, maxDrainMs: 20000 })
-  const got = await lg.wait((v) => v.label === label && v.delivered !== undefined, 40000, `${label} result`)
+  // Everything sent must arrive (or the server's backlog must be empty and
+  // the clients quiet) before the next phase starts.
+  lg.send({ cmd: 'stop', label, expect, quietMs: 2000, maxDrainMs: 60000 })
+  const got = await lg.wait((v) => v.label === label && v.delivered !== undefined, 90000, `${label} result`)
+  const left = await server.call({ cmd: 'info' }, 30000)
   const c2 = { s: cpuMs(server.pid), l: cpuMs(lg.pid), m: machineBusyMs(), t: performance.now() }
   const serverCpuMs = c2.s - c0.s
   // CPU used by anything else on the machine during the phase, in cores
@@ -230,6 +233,7 @@ async function phase(server, lg, label, cmd, timeoutMs) {
     loadgenCpuShare: (c1.l - c0.l) / (c1.t - c0.t),
     serverCpuShare: (c1.s - c0.s) / (c1.t - c0.t),
     foreignCores: Math.max(0, foreignCores),
+    serverQueuedAfter: left.queuedBytes,
     perf,
   }
 }
@@ -266,10 +270,10 @@ async function session(name, n, round, kind) {
       log(`D: ${(rec.D.bytesPerConn / 1024).toFixed(2)} KiB/conn`)
     }
     if (want('C')) {
-      rec.C = await server.call({ cmd: 'cost', count: cfg.costCount }, 120000)
-      log(`C: broadcast() median ${rec.C.medianUs.toFixed(1)} µs, p99 ${rec.C.p99Us.toFixed(1)} µs`)
-      // let the fan-out of the cost calls reach the clients before measuring
-      await lg.call({ cmd: 'status' }, 10000)
+      // run as a phase so that every cost broadcast has arrived before B starts
+      const ph = await phase(server, lg, 'C', { cmd: 'cost', count: cfg.costCount }, 180000)
+      rec.C = { ...ph.server, latencyUs: ph.loadgen.latencyUs, lossRatio: ph.lossRatio, foreignCores: ph.foreignCores, perf: ph.perf }
+      log(`C: broadcast() median ${rec.C.medianUs.toFixed(1)} µs, p99 ${rec.C.p99Us.toFixed(1)} µs (process CPU median ${rec.C.cpuMedianUs} µs)`)
     }
     if (want('B')) {
       rec.B2 = await phase(server, lg, 'B2', { cmd: 'rate', perSec: 2, durationMs: cfg.rateMs }, cfg.rateMs * 4 + 20000)
@@ -340,7 +344,7 @@ async function startPerf(server, label) {
 
 /** Other load above this many cores during a phase marks the session noisy. */
 const NOISY_CORES = 0.3
-const noisiness = (rec) => Math.max(0, ...['A', 'B2', 'B200', 'E'].map((k) => rec[k]?.foreignCores ?? 0))
+const noisiness = (rec) => Math.max(0, ...['A', 'B2', 'B200', 'C', 'E'].map((k) => rec[k]?.foreignCores ?? 0))
 
 /** A session, repeated up to --retry-noisy times while other load disturbed it; keeps the least disturbed. */
 async function measured(name, n, round, kind) {
@@ -392,7 +396,18 @@ for (const name of cfg.servers) {
   const p = await probe(name)
   if (p.ok) { servers.push(name); versions[name] = p.hello.versions } else { skipped[name] = p.error; console.error(`skip ${name}: ${p.error}`) }
 }
-const results = { meta: { date: new Date().toISOString(), machine: machineInfo(), config: cfg, versions, skipped }, sessions: [] }
+function addonRev() {
+  if (cfg.addon) {
+    const f = path.join(path.dirname(path.resolve(cfg.addon)), 'REV')
+    return fs.existsSync(f) ? `${fs.readFileSync(f, 'utf8').trim()} (${path.relative(root, path.resolve(cfg.addon))})` : path.relative(root, path.resolve(cfg.addon))
+  }
+  try {
+    const rev = execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD']).toString().trim()
+    const dirty = execFileSync('git', ['-C', root, 'status', '--porcelain', '--', 'src', 'Cargo.toml']).toString().trim()
+    return dirty ? `${rev}+uncommitted changes` : rev
+  } catch { return 'unknown' }
+}
+const results = { meta: { date: new Date().toISOString(), machine: machineInfo(), config: cfg, versions, skipped, addonRev: addonRev() }, sessions: [] }
 const dateStr = new Date().toISOString().slice(0, 10)
 const outDir = path.join(here, 'results')
 fs.mkdirSync(outDir, { recursive: true })

@@ -7,14 +7,17 @@ export const addon = require('../../index.js')
 export const { WebSocketManager } = addon
 export const addonVersion = require('../../package.json').version
 
+/** Bytes a broadcast adds to each subscriber's queue, roughly (the ≈200-byte event). */
+const EVENT_BYTES = 256
+
 /**
- * Largest per-connection outbound backlog of the manager's native sockets.
- * The field name is the lead's choice; absent -> 0 (pacing then relies on
- * the manager's own maxBufferedBytesPerConnection cap and the loss ratio).
+ * Pacing signal for native sockets: the largest per-connection outbound
+ * queue (`getStats().maxQueuedBytes`) plus the broadcasts still waiting for
+ * the fan-out task (`pendingBroadcasts`), which will land in every queue.
  */
 export function nativeQueued(manager) {
   const s = manager.getStats()
-  return s.maxQueuedBytes ?? s.maxQueuedBytesPerConnection ?? s.queuedBytesMax ?? 0
+  return (s.maxQueuedBytes ?? 0) + (s.pendingBroadcasts ?? 0) * EVENT_BYTES
 }
 
 export const versions = () => ({ 'cluso-ws': addonVersion, addon: addon.__napiBindingTarget ?? 'native' })

@@ -480,10 +480,11 @@ fn emit(v: &Value) {
 /// Waits until `expect` events arrived, no event came for `quiet`, or `max` elapsed.
 async fn drain(st: &Shared, expect: u64, quiet: Duration, max: Duration) {
     st.expect.set(expect);
-    let deadline = Instant::now() + max;
+    let drain_start = Instant::now();
+    let deadline = drain_start + max;
     let tick = quiet.min(Duration::from_millis(50)).max(Duration::from_millis(5));
     while st.delivered.get() < expect && Instant::now() < deadline {
-        let idle_since = st.last.get().unwrap_or(st.phase_start.get());
+        let idle_since = st.last.get().map_or(drain_start, |l| l.max(drain_start));
         if idle_since.elapsed() >= quiet {
             break;
         }
