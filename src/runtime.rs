@@ -14,6 +14,19 @@ const WORKER_THREADS: usize = 2;
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
+/// Puts the calling worker thread under `SCHED_BATCH`, which gives up wake-up preemption:
+/// when `broadcast()` wakes the fan-out task and both must share a core, the task waits for
+/// the JavaScript thread's time slice instead of interrupting the call mid-way. The thread
+/// still gets its fair share of the CPU.
+fn yield_to_javascript() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 names the calling thread; a refusal leaves the default policy.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    }
+}
+
 /// The shared runtime's handle, starting the runtime on first call.
 pub fn handle() -> Handle {
     RUNTIME
@@ -21,6 +34,7 @@ pub fn handle() -> Handle {
             Builder::new_multi_thread()
                 .worker_threads(WORKER_THREADS)
                 .thread_name("cluso-ws")
+                .on_thread_start(yield_to_javascript)
                 .enable_all()
                 .build()
                 // Without threads or timers the addon cannot work at all; there is no

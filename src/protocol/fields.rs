@@ -123,6 +123,9 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
 
 /// Parses `text` as one JSON value; `None` when it is not JSON.
 pub fn read(text: &str) -> Option<TopLevel<'_>> {
+    if has_raw_control_in_string(text) {
+        return None;
+    }
     let mut json = serde_json::Deserializer::from_str(text);
     json.disable_recursion_limit();
     match TopLevel::deserialize(serde_stacker::Deserializer::new(&mut json)) {
@@ -131,6 +134,30 @@ pub fn read(text: &str) -> Option<TopLevel<'_>> {
         Err(_) if is_json_number(text.trim_matches(is_json_whitespace)) => Some(TopLevel::Other),
         Err(_) => None,
     }
+}
+
+/// Whether a string literal in `text` holds a raw control character (U+0000–U+001F), which
+/// JSON forbids. serde_json checks this everywhere except in the member names this module
+/// reads as bytes (to accept unpaired surrogate escapes), so it is checked here once.
+fn has_raw_control_in_string(text: &str) -> bool {
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in text.bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            } else if byte < 0x20 {
+                return true;
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        }
+    }
+    false
 }
 
 fn is_json_whitespace(c: char) -> bool {
@@ -199,6 +226,13 @@ mod tests {
         for not_json in ["+1", "01", "1.", ".5", "1e", "inf", "NaN", "1e400x"] {
             assert!(read(not_json).is_none(), "{not_json}");
         }
+    }
+
+    #[test]
+    fn raw_control_characters_in_strings_are_refused_even_in_member_names() {
+        assert!(read("{\"ty\u{1}pe\":\"request\"}").is_none());
+        assert!(read("{\"a\tb\":1}").is_none());
+        assert!(read("{\"a\\u0001b\":1,\"x\":\"\\\"\"}\n").is_some());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -45,6 +45,13 @@ enum ReadEnd {
     Closed,
     /// The peer broke the protocol; close with this code.
     Violation(u16),
+}
+
+/// Which side ended a connection first.
+enum Ended {
+    Reader(ReadEnd),
+    Writer(WriteEnd),
+    Shutdown,
 }
 
 /// How the writer side ended.
@@ -107,33 +114,54 @@ where
     let bytes = welcome.len() as u64;
     hub.account(&id, outbox.push(Message::text(welcome)), bytes);
 
-    let (sink, source) = stream.split();
-    let reader = read_loop(&hub, &id, key, &outbox, source);
-    let writer = write_loop(&outbox, sink);
-    tokio::pin!(reader, writer);
-
-    tokio::select! {
-        end = &mut reader => {
-            if let ReadEnd::Violation(code) = end {
-                outbox.close(CloseReason::Server { code });
-                let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
-            } else {
-                outbox.close(CloseReason::Gone);
-            }
-        }
-        end = &mut writer => {
-            if let WriteEnd::SentClose = end {
-                let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader).await;
-            }
-        }
-        () = hub.shutdown_signal() => {
-            outbox.close(CloseReason::Server { code: close_code::GOING_AWAY });
-            let _ = tokio::time::timeout(SHUTDOWN_DRAIN, async {
-                if let WriteEnd::SentClose = (&mut writer).await {
-                    let _ = (&mut reader).await;
+    let (mut sink, mut source) = stream.split();
+    let violated = {
+        let reader = read_loop(&hub, &id, key, &outbox, &mut source);
+        let writer = write_loop(&outbox, &mut sink);
+        tokio::pin!(reader, writer);
+        let ended = tokio::select! {
+            end = &mut reader => Ended::Reader(end),
+            end = &mut writer => Ended::Writer(end),
+            () = hub.shutdown_signal() => Ended::Shutdown,
+        };
+        let violated = matches!(ended, Ended::Reader(ReadEnd::Violation(_)));
+        // The endings wait on timers; boxed, their state is paid for only while closing.
+        Box::pin(async {
+            match ended {
+                Ended::Reader(ReadEnd::Violation(code)) => {
+                    outbox.close(CloseReason::Server { code });
+                    let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
                 }
-            })
-            .await;
+                Ended::Reader(ReadEnd::Closed) => outbox.close(CloseReason::Gone),
+                Ended::Writer(WriteEnd::SentClose) => {
+                    let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader).await;
+                }
+                Ended::Writer(WriteEnd::Abandoned) => {}
+                Ended::Shutdown => {
+                    outbox.close(CloseReason::Server {
+                        code: close_code::GOING_AWAY,
+                    });
+                    let _ = tokio::time::timeout(SHUTDOWN_DRAIN, async {
+                        if let WriteEnd::SentClose = (&mut writer).await {
+                            let _ = (&mut reader).await;
+                        }
+                    })
+                    .await;
+                }
+            }
+        })
+        .await;
+        violated
+    };
+    if violated {
+        // The peer broke the protocol and may still be sending. Closing the socket over
+        // unread input makes the kernel reset it, and the peer would lose the close frame
+        // that says why: end our side (FIN after the close frame), then read and discard
+        // until the peer ends its side too, for a moment at most.
+        if let Ok(mut socket) = source.reunite(sink) {
+            let socket = socket.get_mut();
+            let _ = socket.shutdown().await;
+            Box::pin(discard_input(socket, CLOSE_GRACE)).await;
         }
     }
     drop(registration);
@@ -144,7 +172,7 @@ async fn read_loop<S>(
     id: &str,
     key: RecordKey,
     outbox: &Outbox,
-    mut source: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    source: &mut futures_util::stream::SplitStream<WebSocketStream<S>>,
 ) -> ReadEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -163,7 +191,7 @@ where
             // tungstenite answers pings itself; a ping flood still counts against the rate.
             Ok(Message::Ping(_)) => {
                 if let Handled::Close(code) = hub.rate_check(id, &mut bucket) {
-                    return close_and_drain(outbox, code, &mut source).await;
+                    return Box::pin(close_and_drain(outbox, code, source)).await;
                 }
                 continue;
             }
@@ -177,7 +205,7 @@ where
         let reply = match handled {
             Handled::Reply(reply) | Handled::Changed { reply, .. } => reply,
             Handled::Nothing | Handled::Dropped => continue,
-            Handled::Close(code) => return close_and_drain(outbox, code, &mut source).await,
+            Handled::Close(code) => return Box::pin(close_and_drain(outbox, code, source)).await,
             Handled::Authorize {
                 req,
                 channel,
@@ -187,8 +215,15 @@ where
                     .gatekeeper()
                     .and_then(|gate| gate.authorize_subscribe(connection, channel.clone()));
                 let allowed = match decision {
+                    // Boxed, like every rare path here: a future is as large as its largest
+                    // state, and an idle connection should pay only for waiting.
                     Some(decision) => {
-                        gate::decide(decision, hub.options().decision_timeout, false).await
+                        Box::pin(gate::decide(
+                            decision,
+                            hub.options().decision_timeout,
+                            false,
+                        ))
+                        .await
                     }
                     None => true,
                 };
@@ -245,7 +280,7 @@ fn classify(id: &str, error: WsError) -> ReadEnd {
 
 async fn write_loop<S>(
     outbox: &Outbox,
-    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
 ) -> WriteEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -272,18 +307,42 @@ where
             Some(CloseReason::SlowConsumer) => {
                 // The peer is not reading, so this may never leave; try briefly.
                 let frame = close_frame(close_code::SLOW_CONSUMER, "slow consumer");
-                let _ = tokio::time::timeout(CLOSE_GRACE / 10, sink.send(frame)).await;
+                Box::pin(send_close(sink, frame, CLOSE_GRACE / 10)).await;
                 return WriteEnd::Abandoned;
             }
             Some(CloseReason::Server { code }) => {
                 let frame = close_frame(code, "");
-                return match tokio::time::timeout(CLOSE_GRACE, sink.send(frame)).await {
-                    Ok(Ok(())) => WriteEnd::SentClose,
-                    _ => WriteEnd::Abandoned,
+                return match Box::pin(send_close(sink, frame, CLOSE_GRACE)).await {
+                    true => WriteEnd::SentClose,
+                    false => WriteEnd::Abandoned,
                 };
             }
         }
     }
+}
+
+/// Reads and drops input until the peer closes, errs, or `limit` passes.
+async fn discard_input<S: AsyncRead + Unpin>(socket: &mut S, limit: std::time::Duration) {
+    let mut scratch = vec![0u8; 4096];
+    let _ = tokio::time::timeout(limit, async {
+        while matches!(socket.read(&mut scratch).await, Ok(read) if read > 0) {}
+    })
+    .await;
+}
+
+/// Sends a close frame within `limit`; whether it left.
+async fn send_close<S>(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    frame: Message,
+    limit: std::time::Duration,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    matches!(
+        tokio::time::timeout(limit, sink.send(frame)).await,
+        Ok(Ok(()))
+    )
 }
 
 fn close_frame(code: u16, reason: &'static str) -> Message {

@@ -33,9 +33,10 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How long `shutdown()` lets a connection write what it has queued and close cleanly.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
-/// Bytes tungstenite reads per call. Client messages are small commands; a small eagerly
-/// allocated buffer keeps an idle connection's memory low (its default is 128 KiB).
-const READ_BUFFER_BYTES: usize = 1024;
+/// Bytes tungstenite reads per call. Client messages are small commands (a subscribe is
+/// about 60 bytes); the buffer is allocated up front for every connection, so it is kept
+/// small (tungstenite's default is 128 KiB). Larger messages arrive in several reads.
+const READ_BUFFER_BYTES: usize = 256;
 
 /// Frames are collected up to this size before a write to the socket, so a batch drained
 /// from the outbox leaves in few system calls.

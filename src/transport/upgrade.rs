@@ -26,7 +26,7 @@ pub async fn complete<S>(
     remote_address: String,
     endpoint: Arc<Endpoint>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let admitted = admit(&hub, &request, remote_address, &endpoint).await;
     let (accepted, meta) = match admitted {
@@ -48,7 +48,9 @@ pub async fn complete<S>(
         cwd: endpoint.cwd.clone(),
         meta,
     };
-    connection::serve(hub, socket, admission).await;
+    // A task of its own: the handshake's buffers and state end with this one, so an idle
+    // connection costs only what serving it needs.
+    tokio::spawn(connection::serve(hub, socket, admission));
 }
 
 /// Every check before the `101`, cheapest first: shutdown, the handshake itself (method,
