@@ -171,7 +171,7 @@ async function runServer() {
         report(now)
       }
       if (now - started >= CONFIG.seconds * 1000) {
-        report(now)
+        if (now - lastReport > 1000) report(now)
         return resolve()
       }
       broadcastTimer = setTimeout(tick, Math.max(0, started + (ticks + 0) * tickMs - Date.now()))
@@ -267,6 +267,11 @@ async function runClients() {
   const channels = Array.from({ length: CONFIG.channels }, (_, i) => `ch-${i}`)
   const SEQ_RE = /^\{"type":"event","channel":"([^"]+)","data":\{"seq":(\d+),/
 
+  function rollKind() {
+    const roll = Math.random()
+    return roll < CONFIG.stall ? 'staller' : roll < CONFIG.stall + CONFIG.churn ? 'churner' : 'healthy'
+  }
+
   function pick(n) {
     const copy = [...channels]
     for (let i = copy.length - 1; i > 0; i--) {
@@ -276,10 +281,11 @@ async function runClients() {
     return copy.slice(0, n)
   }
 
-  /** One client's life; `first` clients count towards the ramp-up. */
-  function start(first) {
-    const roll = Math.random()
-    const kind = roll < CONFIG.stall ? 'staller' : roll < CONFIG.stall + CONFIG.churn ? 'churner' : 'healthy'
+  /**
+   * One client's life; `first` clients count towards the ramp-up. A client that comes back
+   * keeps its kind, so churn and stalls go on at a steady rate for the whole run.
+   */
+  function start(first, kind = rollKind()) {
     const subscriptions = pick(CONFIG.perClient)
     if (kind === 'staller') subscriptions.push('bulk')
     const ws = new WebSocket(url, { perMessageDeflate: false })
@@ -329,7 +335,7 @@ async function runClients() {
         console.error(`worker ${args.worker}: ${client.kind} client closed by the server with ${code}`)
       }
       counters.reconnects++
-      setTimeout(() => start(false), Math.random() * 1000)
+      setTimeout(() => start(false, client.kind), Math.random() * 1000)
     })
     return client
   }
@@ -343,7 +349,7 @@ async function runClients() {
           if (Math.random() < 0.5) client.ws.close(1000)
           else client.ws.terminate()
           counters.reconnects++
-          setTimeout(() => start(false), Math.random() * 2000)
+          setTimeout(() => start(false, 'churner'), Math.random() * 2000)
         }, 5000 + Math.random() * 55_000),
       )
     } else if (client.kind === 'staller') {
@@ -371,6 +377,8 @@ async function runClients() {
   }
 
   const reporter = setInterval(() => process.send({ type: 'report', counters }), 1000)
+  // The server process is gone (killed, crashed): so are we.
+  process.on('disconnect', () => process.exit(1))
 
   process.on('message', async (m) => {
     if (m.type !== 'finish') return
