@@ -7,7 +7,7 @@
 use std::ffi::CStr;
 
 use napi::bindgen_prelude::Unknown;
-use napi::{Env, JsValue, Status};
+use napi::{Env, JsValue};
 use napi_derive::napi;
 
 use super::error::{self, ErrorKind};
@@ -28,10 +28,7 @@ impl EventBroadcaster {
         let manager = self.manager.value(js);
         match js.call_method(manager, c"broadcast", &[channel, data]) {
             Some(Called::Returned(_)) => Ok(()),
-            Some(Called::Threw(thrown)) => {
-                js.throw(thrown);
-                Err(napi::Error::from_status(Status::PendingException))
-            }
+            Some(Called::Threw(thrown)) => Err(js.rethrow(thrown)),
             None => Err(error::throw(
                 env,
                 ErrorKind::TypeError,

@@ -61,6 +61,13 @@ impl Js {
         unsafe { sys::napi_throw(self.env, value) };
     }
 
+    /// Rethrows `thrown` to the JavaScript caller; the returned error tells napi-rs that an
+    /// exception is already pending.
+    pub fn rethrow(self, thrown: Raw) -> napi::Error {
+        self.throw(thrown);
+        napi::Error::from_status(napi::Status::PendingException)
+    }
+
     pub fn type_of(self, value: Raw) -> sys::napi_valuetype {
         let mut kind = sys::ValueType::napi_undefined;
         unsafe { sys::napi_typeof(self.env, value, &mut kind) };
@@ -96,8 +103,7 @@ impl Js {
             return Ok(());
         }
         if let Some(exception) = self.take_exception() {
-            self.throw(exception);
-            return Err(napi::Error::from_status(napi::Status::PendingException));
+            return Err(self.rethrow(exception));
         }
         Err(napi::Error::from_status(napi::Status::from(status)))
     }

@@ -8,7 +8,7 @@
 //! module's own `JSON.stringify` call, so its bytes are the original's by construction.
 
 use napi::bindgen_prelude::{FunctionCallContext, Unknown};
-use napi::{Env, JsValue, Status};
+use napi::{Env, JsValue};
 use tracing::warn;
 
 use super::js::{Called, Js, JsRef, Raw};
@@ -25,11 +25,6 @@ pub struct JsFanOut {
     forget: JsRef,
     clear: JsRef,
     send_all: JsRef,
-}
-
-fn rethrow(js: Js, thrown: Raw) -> napi::Error {
-    js.throw(thrown);
-    napi::Error::from_status(Status::PendingException)
 }
 
 fn key_value(js: Js, key: RecordKey) -> Raw {
@@ -56,7 +51,7 @@ impl JsFanOut {
         let factory: Unknown = env.run_script(GLUE)?;
         let glue = match js.call(js.undefined(), factory.raw(), &[on_send_error.raw()]) {
             Called::Returned(glue) => glue,
-            Called::Threw(thrown) => return Err(rethrow(js, thrown)),
+            Called::Threw(thrown) => return Err(js.rethrow(thrown)),
         };
         let method = |name: &std::ffi::CStr| -> napi::Result<JsRef> {
             let function = js
@@ -94,7 +89,7 @@ impl JsFanOut {
     /// throws (a cycle, a BigInt).
     pub fn envelope(&self, js: Js, channel: Raw, data: Raw, timestamp: Raw) -> napi::Result<Raw> {
         self.call(js, &self.envelope, &[channel, data, timestamp])
-            .map_err(|thrown| rethrow(js, thrown))
+            .map_err(|thrown| js.rethrow(thrown))
     }
 
     pub fn add(

@@ -200,10 +200,7 @@ pub fn listen(js: Js, ws: Raw, event: &str, listener: Raw) -> napi::Result<()> {
     let event = js.create_string(event)?;
     match js.call_method(ws, names::ON, &[event, listener]) {
         Some(Called::Returned(_)) => Ok(()),
-        Some(Called::Threw(error)) => {
-            js.throw(error);
-            Err(napi::Error::from_status(napi::Status::PendingException))
-        }
+        Some(Called::Threw(error)) => Err(js.rethrow(error)),
         None => Err(napi::Error::new(
             napi::Status::InvalidArg,
             "socket has no on() method",

@@ -73,8 +73,7 @@ impl KeepAlive {
         let method = if hold { c"ref" } else { c"unref" };
         if let Some(timer) = self.timer.borrow().as_ref() {
             if let Some(Called::Threw(error)) = js.call_method(timer.value(js), method, &[]) {
-                js.throw(error);
-                return Err(napi::Error::from_status(Status::PendingException));
+                return Err(js.rethrow(error));
             }
         }
         self.held.set(hold);
@@ -94,10 +93,7 @@ fn create_timer(env: &Env, js: Js) -> napi::Result<super::js::Raw> {
         .map_err(|_| napi::Error::from_reason("setInterval is not available"))?;
     match js.call(js.global(), set_interval, &[noop_raw(&noop), interval]) {
         Called::Returned(timer) => Ok(timer),
-        Called::Threw(error) => {
-            js.throw(error);
-            Err(napi::Error::from_status(Status::PendingException))
-        }
+        Called::Threw(error) => Err(js.rethrow(error)),
     }
 }
 

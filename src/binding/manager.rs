@@ -611,10 +611,10 @@ impl WebSocketManager {
             return Ok(());
         };
         let stringify = |js: Js| {
-            shared.stringify.value(js, data.raw()).map_err(|thrown| {
-                js.throw(thrown);
-                napi::Error::from_status(Status::PendingException)
-            })
+            shared
+                .stringify
+                .value(js, data.raw())
+                .map_err(|thrown| js.rethrow(thrown))
         };
         match transport {
             Transport::Js => {
@@ -694,8 +694,7 @@ impl WebSocketManager {
             if let Some(super::js::Called::Threw(thrown)) =
                 js.call_method(map, c"set", &[raw_id, record])
             {
-                js.throw(thrown);
-                return Err(napi::Error::from_status(Status::PendingException));
+                return Err(js.rethrow(thrown));
             }
         }
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), map) })

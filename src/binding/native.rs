@@ -77,11 +77,6 @@ impl Attachment {
     }
 }
 
-fn reject(js: Js, thrown: Raw) -> napi::Error {
-    js.throw(thrown);
-    napi::Error::from_status(Status::PendingException)
-}
-
 fn endpoint_for(
     manager: &WebSocketManager,
     path: Option<String>,
@@ -216,7 +211,7 @@ impl WebSocketManager {
                 shared.attachments.borrow_mut().push(attachment);
                 Ok(())
             }
-            Called::Threw(thrown) => Err(reject(js, thrown)),
+            Called::Threw(thrown) => Err(js.rethrow(thrown)),
         }
     }
 
