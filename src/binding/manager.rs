@@ -145,6 +145,33 @@ impl Shared {
         drop(self.sockets.take(js, key));
     }
 
+    /// A subscription change the server makes: after every queued broadcast, in the
+    /// registry, and — for a JavaScript socket, when `apply` changed something — in the
+    /// JavaScript fan-out index.
+    fn change_subscription(
+        &self,
+        env: &Env,
+        id: &str,
+        change: Change,
+        apply: impl FnOnce(&mut crate::registry::Registry, &str, &str) -> bool,
+    ) {
+        self.hub.flush_fanout();
+        let channel = match &change {
+            Change::Subscribed(channel) | Change::Unsubscribed(channel) => channel.as_str(),
+        };
+        let js_key = {
+            let mut registry = self.hub.write();
+            let changed = apply(&mut registry, id, channel);
+            registry
+                .get(id)
+                .filter(|c| changed && !c.transport.is_native())
+                .map(|c| c.key)
+        };
+        if let Some(key) = js_key {
+            self.apply_change(Js::new(env), key, &change);
+        }
+    }
+
     /// Mirrors a client's subscription change into the JavaScript fan-out index.
     fn apply_change(&self, js: Js, key: RecordKey, change: &Change) {
         let changed = match change {
@@ -515,37 +542,25 @@ impl WebSocketManager {
     /// harmless.
     #[napi(catch_unwind)]
     pub fn subscribe(&self, env: Env, id: String, channel: String) -> napi::Result<()> {
-        let shared = self.open(&env)?;
-        shared.hub.flush_fanout();
-        let mut registry = shared.hub.write();
-        let added = registry.subscribe(&id, &channel, None) == SubscribeOutcome::Added;
-        let js_key = registry
-            .get(&id)
-            .filter(|c| !c.transport.is_native())
-            .map(|c| c.key);
-        drop(registry);
-        match js_key {
-            Some(key) if added => shared.sockets.subscribed(Js::new(&env), key, &channel),
-            _ => Ok(()),
-        }
+        self.open(&env)?.change_subscription(
+            &env,
+            &id,
+            Change::Subscribed(channel),
+            |registry, id, ch| registry.subscribe(id, ch, None) == SubscribeOutcome::Added,
+        );
+        Ok(())
     }
 
     /// Unsubscribes a connection from a channel. Unknown ids are ignored.
     #[napi(catch_unwind)]
     pub fn unsubscribe(&self, env: Env, id: String, channel: String) -> napi::Result<()> {
-        let shared = self.open(&env)?;
-        shared.hub.flush_fanout();
-        let mut registry = shared.hub.write();
-        let removed = registry.unsubscribe(&id, &channel);
-        let js_key = registry
-            .get(&id)
-            .filter(|c| !c.transport.is_native())
-            .map(|c| c.key);
-        drop(registry);
-        match js_key {
-            Some(key) if removed => shared.sockets.unsubscribed(Js::new(&env), key, &channel),
-            _ => Ok(()),
-        }
+        self.open(&env)?.change_subscription(
+            &env,
+            &id,
+            Change::Unsubscribed(channel),
+            |registry, id, ch| registry.unsubscribe(id, ch),
+        );
+        Ok(())
     }
 
     /// Sends one event `{"type":"event","channel","data","timestamp"}` to every open
