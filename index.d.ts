@@ -361,7 +361,8 @@ export interface ManagerStats {
   deadPeersRemoved: number
   /**
    * The most bytes any one native connection has queued right now. A producer can pace
-   * itself on it: keep it well under `maxBufferedBytesPerConnection`.
+   * itself on it: keep it well under `maxBufferedBytesPerConnection`. Computing it takes a
+   * pass over the native connections, so poll it per burst of broadcasts, not per call.
    */
   maxQueuedBytes: number
   /** Broadcasts waiting for the fan-out task. */

@@ -94,7 +94,8 @@ pub struct ManagerStats {
     /// Peers removed by the health check.
     pub dead_peers_removed: f64,
     /// The most bytes any one native connection has queued right now. A producer can pace
-    /// itself on it: keep it well under `maxBufferedBytesPerConnection`.
+    /// itself on it: keep it well under `maxBufferedBytesPerConnection`. Computing it takes a
+    /// pass over the native connections, so poll it per burst of broadcasts, not per call.
     pub max_queued_bytes: f64,
     /// Broadcasts waiting for the fan-out task.
     pub pending_broadcasts: f64,
@@ -218,7 +219,8 @@ impl Shared {
                 };
                 let shared = Rc::downgrade(&self);
                 let id: Arc<str> = Arc::from(id);
-                gate.ask_authorize(env, &connection, &channel.clone(), move |allowed| {
+                let asked = channel.clone();
+                gate.ask_authorize(env, &connection, &asked, move |allowed| {
                     let Some(shared) = shared.upgrade() else {
                         return;
                     };
@@ -640,12 +642,16 @@ impl WebSocketManager {
                     warn!(conn_id = &*id, "cannot send: socket not open");
                     return Ok(());
                 }
-                let payload = match stringify(js)? {
-                    Some(text) => js.create_string(&text)?,
+                let text = stringify(js)?;
+                let payload = match &text {
+                    Some(text) => js.create_string(text)?,
                     None => js.undefined(),
                 };
                 match js_socket::send(js, ws, payload) {
-                    Sent::Ok => shared.hub.stats().record_sent(1, 0),
+                    Sent::Ok => {
+                        let bytes = text.as_ref().map_or(0, |t| t.len() as u64);
+                        shared.hub.stats().record_sent(1, bytes);
+                    }
                     Sent::NotOpen => warn!(conn_id = &*id, "cannot send: socket not open"),
                     Sent::Failed(reason) => {
                         shared.hub.stats().record_send_failures(1);
