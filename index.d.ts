@@ -58,9 +58,9 @@ export declare class EventBroadcaster {
 
 /** A socket owned by the native core, as `getConnections()` shows it. */
 export declare class NativeSocket {
-  /** `1` (OPEN) while the connection is registered, else `3` (CLOSED). */
+  /** `1` (OPEN) while the connection is registered and open, else `3` (CLOSED). */
   get readyState(): number
-  /** Queues a text message. */
+  /** Queues a text message, after every broadcast made before this call. */
   send(data: string): void
   /** Sends a ping frame. */
   ping(): void
@@ -127,11 +127,14 @@ export declare class WebSocketManager {
   /** Counters and gauges; see `ManagerStats`. Works after `shutdown()` too. */
   getStats(): ManagerStats
   /**
-   * Stops the health check, closes every open connection and forgets all records.
-   * Idempotent; every other method except `getStats()` throws afterwards
-   * (`ERR_CLUSO_SHUT_DOWN`).
+   * Stops the health check, closes every connection (native ones with 1001, after what
+   * was broadcast before) and forgets all records. Returns a promise that resolves once
+   * every native connection has closed, every listener has released its port and every
+   * attach hook is removed; calling it again returns the same promise. Afterwards every
+   * other method logs a warning once and does nothing (`listen()` and `attach()` reject
+   * with `ERR_CLUSO_SHUT_DOWN`).
    */
-  shutdown(): void
+  shutdown(): Promise<void>
   /**
    * Accepts WebSocket connections on a port of the manager's own. Resolves to the bound
    * address once listening. The process stays alive while the listener (or any native

@@ -239,10 +239,14 @@ describe('EventBroadcaster', () => {
       expect(spy.mock.calls[0]![0]).toBe('ai-response')
     })
 
-    it('throws "WebSocketManager is shut down" once the manager is shut down', () => {
+    it('does nothing, and never throws, once the manager is shut down', () => {
       const { m, b } = setup()
-      m.shutdown()
-      expect(() => b.gitEvent('status', 'x')).toThrow('WebSocketManager is shut down')
+      const spy = vi.spyOn(m, 'broadcast')
+      void m.shutdown()
+      expect(() => b.gitEvent('status', 'x')).not.toThrow()
+      expect(() => b.fileChanged('a.ts', 'change')).not.toThrow()
+      expect(spy).toHaveBeenCalledTimes(2)
+      expect(m.getStats().broadcasts).toBe(0)
     })
   })
 })

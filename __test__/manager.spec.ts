@@ -12,7 +12,6 @@ import {
   mockSocket,
   newManager,
   sent,
-  SHUT_DOWN,
   shutdownAll,
   track,
 } from './helpers.js'
@@ -686,18 +685,39 @@ describe('WebSocketManager', () => {
       ['getChannels', (m) => m.getChannels('a')],
       ['handleConnection', (m) => m.handleConnection(asWs(mockSocket()), '/')],
     ]
-    it.each(calls)('makes %s throw "WebSocketManager is shut down" afterwards', (_name, call) => {
+    it.each(calls)('makes %s a harmless no-op afterwards (log, never throw)', (_name, call) => {
+      const m = newManager()
+      const ws = mockSocket()
+      m.addConnection(asWs(ws), 'a')
+      m.subscribe('a', 'files')
+      void m.shutdown()
+      const sentBefore = ws.send.mock.calls.length
+      expect(() => call(m)).not.toThrow()
+      expect(() => call(m)).not.toThrow()
+      expect(ws.send.mock.calls.length).toBe(sentBefore)
+      expect(m.getStats()).toMatchObject({ connections: 0, channels: 0, subscriptions: 0 })
+    })
+
+    it('answers reads with empty results afterwards', () => {
       const m = newManager()
       m.addConnection(asWs(mockSocket()), 'a')
-      m.shutdown()
-      let thrown: unknown
-      try {
-        call(m)
-      } catch (err) {
-        thrown = err
-      }
-      expect(thrown).toBeInstanceOf(Error)
-      expect((thrown as Error).message).toContain(SHUT_DOWN)
+      m.subscribe('a', 'files')
+      void m.shutdown()
+      const connections = m.getConnections()
+      expect(connections).toBeInstanceOf(Map)
+      expect(connections.size).toBe(0)
+      expect(m.getSubscribers('files')).toEqual([])
+      expect(m.getChannels('a')).toEqual([])
+    })
+
+    it('returns one promise that resolves, however often it is called', async () => {
+      const m = newManager()
+      m.addConnection(asWs(mockSocket()), 'a')
+      const first = m.shutdown()
+      const second = m.shutdown()
+      expect(first).toBeInstanceOf(Promise)
+      expect(second).toBe(first)
+      await expect(first).resolves.toBeUndefined()
     })
 
     it('leaves sockets emitting events afterwards harmless', () => {

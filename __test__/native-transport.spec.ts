@@ -752,8 +752,8 @@ describe('native transport', () => {
       await welcomeId(a, CWD)
       await welcomeId(b, CWD)
 
-      m.shutdown()
-      m.shutdown() // idempotent
+      const done = m.shutdown()
+      expect(m.shutdown()).toBe(done) // idempotent: the same promise
       expect((await within(a.closed, DEADLINE_MS, 'listen client close')).code).toBe(1001)
       expect((await within(b.closed, DEADLINE_MS, 'attach client close')).code).toBe(1001)
       expect(server.listenerCount('upgrade')).toBe(upgradeListenersBefore)
@@ -762,7 +762,8 @@ describe('native transport', () => {
       // The app's server still serves HTTP on its port.
       const res = await fetch(`http://127.0.0.1:${port}/still`)
       expect(await res.text()).toBe('hello /still')
-      expect(() => m.broadcast('files', 1)).toThrow(/shut down/)
+      await within(done, DEADLINE_MS, 'shutdown() resolves')
+      expect(() => m.broadcast('files', 1)).not.toThrow()
       expect(() => m.listen({ port: 0 })).toThrow(/shut down/)
       expect(() => m.attach(server, { path: '/ws' })).toThrow(/shut down/)
     })

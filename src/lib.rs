@@ -2,30 +2,31 @@
 //!
 //! The crate is laid out as separate rooms, and only `binding` knows about Node:
 //!
+//! - [`manager`]: the core `Manager` — every decision of a `WebSocketManager` for both
+//!   transports: dispatch of client messages, broadcasts, health verdicts, lifecycle and
+//!   shutdown. It owns the registry; nothing else changes it.
 //! - [`registry`]: connections, their channel sets and the channel → subscribers index.
-//! - [`protocol`]: the client protocol (subscribe / unsubscribe / request / ping) as a pure
-//!   function from one inbound text to one [`protocol::Command`], plus the exact bytes of
-//!   every server response.
+//! - [`fanout`]: the ordered path to native connections (one job queue for broadcasts,
+//!   sends, subscription changes and closes) and each connection's bounded outbox.
+//! - [`protocol`]: the client protocol as a pure function from one inbound text to one
+//!   [`protocol::Command`], plus the exact bytes of every server response.
 //! - [`envelope`]: the `toISOString()` timestamp and JavaScript-compatible string escaping.
-//! - [`fanout`]: the bounded queue and task that hand broadcasts to native subscribers.
-//! - [`outbox`]: a native connection's bounded outbound queue (the slow-consumer policy).
 //! - [`gate`]: the application's `authenticate` / `authorizeSubscribe` decisions.
 //! - [`rate`]: the per-connection inbound message rate limit.
-//! - [`transport`]: native connections: `listen`, the `attach` handoff, one connection's task.
-//! - [`hub`]: the shared state a manager owns (registry, options, statistics) and the
-//!   fan-out entry point both transports use.
 //! - [`handshake`]: HTTP upgrade validation and the security policy (Origin, Host, token).
+//! - [`transport`]: native connections: `listen`, the `attach` handoff, one connection's task.
+//! - [`options`], [`stats`], [`error`]: limits with their defaults, counters, core errors.
 //! - [`runtime`]: the internal tokio runtime every background task runs on.
-//! - `binding` (cdylib only): the napi-rs classes `WebSocketManager` and `EventBroadcaster`;
-//!   they convert JavaScript values and delegate to the core.
+//! - `binding` (cdylib only): the napi-rs classes `WebSocketManager`, `EventBroadcaster`
+//!   and `NativeSocket`; they convert JavaScript values and delegate to the core.
 
 pub mod envelope;
+pub mod error;
 pub mod fanout;
 pub mod gate;
 pub mod handshake;
-pub mod hub;
+pub mod manager;
 pub mod options;
-pub mod outbox;
 pub mod protocol;
 pub mod rate;
 pub mod registry;

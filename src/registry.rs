@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use indexmap::IndexSet;
 
-use crate::outbox::Outbox;
+use crate::fanout::outbox::Outbox;
 
 /// The application-visible connection id (`conn-…` or whatever `addConnection` was given).
 pub type ConnectionId = Arc<str>;
@@ -27,6 +27,11 @@ pub struct RecordKey(u64);
 impl RecordKey {
     pub fn as_u64(self) -> u64 {
         self.0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(key: u64) -> Self {
+        Self(key)
     }
 }
 
@@ -278,22 +283,6 @@ impl Registry {
             .collect();
         all.sort_unstable_by_key(|(order, _)| **order);
         all.into_iter().map(|(_, subscriber)| subscriber).collect()
-    }
-
-    /// The JavaScript-socket subscribers of `channel`, oldest first.
-    pub fn js_subscribers(&self, channel: &str) -> impl Iterator<Item = &Subscriber> {
-        self.channels
-            .get(channel)
-            .into_iter()
-            .flat_map(|subscribers| subscribers.js.values())
-    }
-
-    /// The native subscribers of `channel`, oldest first.
-    pub fn native_subscribers(&self, channel: &str) -> impl Iterator<Item = &Subscriber> {
-        self.channels
-            .get(channel)
-            .into_iter()
-            .flat_map(|subscribers| subscribers.native.values())
     }
 
     pub fn native_subscriber_count(&self, channel: &str) -> usize {

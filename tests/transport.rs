@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
 use cluso_ws::handshake::HandshakePolicy;
-use cluso_ws::hub::Hub;
+use cluso_ws::manager::Manager as Hub;
 use cluso_ws::options::Options;
 use cluso_ws::transport::{listener, Endpoint};
 
@@ -116,16 +116,21 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 /// Broadcasts `text` to the native subscribers of `channel` and returns how many there are.
-/// The fan-out queue is flushed on this thread, so the messages are in every subscriber's
-/// outbox when this returns.
 fn deliver(hub: &Arc<Hub>, channel: &str, text: &str) -> usize {
-    let (js, native) = hub.subscriber_counts(channel);
-    assert_eq!(js, 0, "no JavaScript subscribers here");
-    if native > 0 {
+    let targets = hub.broadcast_targets(channel);
+    assert_eq!(targets.js, 0, "no JavaScript subscribers here");
+    if targets.native > 0 {
         hub.publish(channel, Utf8Bytes::from(text.to_owned()));
-        hub.flush_fanout();
     }
-    native
+    targets.native
+}
+
+/// Whether the connection `id` answered the last ping (`None` when it is not registered).
+fn alive(hub: &Hub, id: &str) -> Option<bool> {
+    hub.connection_rows()
+        .into_iter()
+        .find(|row| row.id == id)
+        .map(|row| row.alive)
 }
 
 /// Sends a raw HTTP request and reads the whole answer (the server closes after a refusal).
@@ -166,11 +171,11 @@ async fn client_gets_welcome_then_subscribe_ack_then_delivered_event() {
     let (hub, address) = start(Options::default()).await;
     let mut client = connect(address).await;
     let id = welcome(&mut client).await;
-    assert!(hub.read().contains(&id));
-    assert_eq!(hub.read().counts().native_connections, 1);
+    assert!(hub.lookup(&id).is_some());
+    assert_eq!(hub.gauges().counts.native_connections, 1);
 
     subscribe(&mut client, "files", "7").await;
-    assert_eq!(hub.read().subscriber_count("files"), 1);
+    assert_eq!(hub.subscriber_ids("files").len(), 1);
 
     let event = r#"{"type":"event","channel":"files","data":{"file":"a.ts"},"timestamp":"2024-12-09T15:30:45.123Z"}"#;
     assert_eq!(deliver(&hub, "files", event), 1);
@@ -206,10 +211,10 @@ async fn client_gets_welcome_then_subscribe_ack_then_delivered_event() {
 
     client.close(None).await.unwrap();
     eventually("the record is removed after the client closes", || {
-        !hub.read().contains(&id)
+        hub.lookup(&id).is_none()
     })
     .await;
-    hub.begin_shutdown();
+    let _ = hub.begin_shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -231,7 +236,7 @@ async fn two_subscribers_receive_every_delivery_in_order() {
             assert_eq!(next_text(client).await, format!(r#"{{"seq":{seq}}}"#));
         }
     }
-    hub.begin_shutdown();
+    let _ = hub.begin_shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -263,8 +268,8 @@ async fn a_frame_sent_with_the_upgrade_request_is_answered() {
         "{text}"
     );
     assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
-    assert_eq!(hub.read().subscriber_count("files"), 1);
-    hub.begin_shutdown();
+    assert_eq!(hub.subscriber_ids("files").len(), 1);
+    let _ = hub.begin_shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -274,8 +279,8 @@ async fn shutdown_closes_clients_with_1001_and_stops_the_listener() {
     welcome(&mut client).await;
     subscribe(&mut client, "files", "1").await;
 
-    assert!(hub.begin_shutdown(), "first shutdown");
-    assert!(!hub.begin_shutdown(), "shutdown is idempotent");
+    assert!(hub.begin_shutdown().is_some(), "first shutdown");
+    assert!(hub.begin_shutdown().is_none(), "shutdown is idempotent");
     match next_message(&mut client).await {
         Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Away),
         other => panic!("expected a 1001 close frame, got {other:?}"),
@@ -287,7 +292,7 @@ async fn shutdown_closes_clients_with_1001_and_stops_the_listener() {
     assert!(matches!(end, None | Some(Err(_))), "{end:?}");
 
     eventually("the registry is empty after shutdown", || {
-        hub.read().counts().native_connections == 0
+        hub.gauges().counts.native_connections == 0
     })
     .await;
     eventually("nothing native is left running", || hub.active() == 0).await;
@@ -336,20 +341,20 @@ async fn a_silent_peer_is_removed_after_two_health_ticks_and_a_live_one_stays() 
         }
     }
     eventually("the live peer's pong is recorded", || {
-        hub.read().get(&live_id).is_some_and(|c| c.alive)
+        alive(&hub, &live_id) == Some(true)
     })
     .await;
     assert!(
-        hub.read().get(&silent_id).is_some_and(|c| !c.alive),
+        alive(&hub, &silent_id) == Some(false),
         "the silent peer has not answered"
     );
 
     hub.health_tick_native();
     eventually("the silent peer is removed", || {
-        !hub.read().contains(&silent_id)
+        hub.lookup(&silent_id).is_none()
     })
     .await;
-    assert!(hub.read().contains(&live_id), "the live peer stays");
+    assert!(hub.lookup(&live_id).is_some(), "the live peer stays");
     assert_eq!(hub.stats().snapshot().dead_peers_removed, 1);
 
     // The silent peer's TCP connection is dropped without a close handshake.
@@ -368,7 +373,7 @@ async fn a_silent_peer_is_removed_after_two_health_ticks_and_a_live_one_stays() 
         "terminated, not closed: {end:?}"
     );
 
-    hub.begin_shutdown();
+    let _ = hub.begin_shutdown();
     reader.await.unwrap();
 }
 
@@ -405,8 +410,8 @@ async fn handshake_refusals_answer_http_errors_and_are_counted() {
     assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
 
     assert_eq!(hub.stats().snapshot().rejected_handshakes, 5);
-    assert_eq!(hub.read().counts().native_connections, 0);
-    hub.begin_shutdown();
+    assert_eq!(hub.gauges().counts.native_connections, 0);
+    let _ = hub.begin_shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -444,14 +449,14 @@ async fn a_subscriber_that_stops_reading_is_cut_off_at_the_cap_while_another_get
     }
     assert_eq!(hub.stats().snapshot().slow_consumer_disconnects, 1);
     eventually("only the healthy subscriber is left", || {
-        hub.read().subscriber_count("files") == 1
+        hub.subscriber_ids("files").len() == 1
     })
     .await;
     // Later deliveries still reach the healthy subscriber.
     assert_eq!(deliver(&hub, "files", "after"), 1);
     assert_eq!(next_text(&mut healthy).await, "after");
     drop(stuck);
-    hub.begin_shutdown();
+    let _ = hub.begin_shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -463,7 +468,7 @@ async fn a_handshake_in_progress_ends_at_shutdown() {
         .write_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
         .unwrap();
-    hub.begin_shutdown();
+    let _ = hub.begin_shutdown();
     let mut rest = Vec::new();
     let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest))
         .await

@@ -38,7 +38,6 @@ pub struct JsGate {
     authenticate: Option<Arc<Callback>>,
     authorize: Option<Arc<Callback>>,
     ask: AskFn,
-    timeout: Duration,
 }
 
 impl JsGate {
@@ -69,30 +68,7 @@ impl JsGate {
             authenticate,
             authorize,
             ask,
-            timeout,
         })
-    }
-
-    /// Asks `authorizeSubscribe` on the JavaScript thread; `done` gets the answer (at once,
-    /// or when its promise settles).
-    pub fn ask_authorize(
-        &self,
-        env: &Env,
-        connection: &ConnectionInfo,
-        channel: &str,
-        done: impl FnOnce(bool) + 'static,
-    ) {
-        match self.authorize.as_deref() {
-            Some(callback) => authorize(
-                env,
-                callback,
-                connection,
-                channel,
-                self.timeout,
-                Box::new(done),
-            ),
-            None => done(true),
-        }
     }
 }
 

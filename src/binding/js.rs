@@ -226,6 +226,45 @@ impl Js {
         Ok(raw)
     }
 
+    /// `new Error(message)`.
+    pub fn create_error(self, message: &str) -> napi::Result<Raw> {
+        let text = self.create_string(message)?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: `text` is a live string value of this env; `raw` is a valid out pointer.
+        let status = unsafe { sys::napi_create_error(self.env, ptr::null_mut(), text, &mut raw) };
+        self.check(status)?;
+        Ok(raw)
+    }
+
+    /// `new constructor(...args)`.
+    pub fn construct(self, constructor: Raw, args: &[Raw]) -> napi::Result<Raw> {
+        let mut instance = ptr::null_mut();
+        // SAFETY: `constructor` and `args` are live values of this env, `args` stays
+        // borrowed for the call, and `instance` is a valid out pointer.
+        let status = unsafe {
+            sys::napi_new_instance(
+                self.env,
+                constructor,
+                args.len(),
+                args.as_ptr(),
+                &mut instance,
+            )
+        };
+        self.check(status)?;
+        Ok(instance)
+    }
+
+    /// `value` as napi-rs's `Unknown`, to return it from a method.
+    pub fn unknown<'a>(self, value: Raw) -> napi::bindgen_prelude::Unknown<'a> {
+        // SAFETY: `value` is a live value of this env, used within the current call.
+        unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(self.env, value) }
+    }
+
+    /// `value` (an object) as napi-rs's `Object`, to return it from a method.
+    pub fn object<'a>(self, value: Raw) -> napi::bindgen_prelude::Object<'a> {
+        napi::bindgen_prelude::Object::from_raw(self.env, value)
+    }
+
     pub fn create_object(self) -> napi::Result<Raw> {
         let mut raw = ptr::null_mut();
         let status = unsafe { sys::napi_create_object(self.env, &mut raw) };

@@ -14,7 +14,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 
 use super::js::{Called, Js, JsRef};
-use crate::hub::Lifeline;
+use crate::manager::Lifeline;
 
 type WakeFn = ThreadsafeFunction<(), (), (), Status, false, true>;
 

@@ -1,60 +1,34 @@
-//! `WebSocketManager`: the drop-in class (SPEC A.1), a handle over a core [`Hub`].
+//! `WebSocketManager`: the drop-in class (SPEC A.1), a handle over the core
+//! [`Manager`](crate::manager::Manager).
 //!
-//! Every method converts its arguments, delegates to the hub, and talks to JavaScript
-//! sockets through [`js_socket`]. Methods take `&self`: a socket's `send` may call back
-//! into the manager, so all state is behind short-lived interior borrows.
+//! Every method converts its arguments and delegates to the core; JavaScript sockets are
+//! reached through [`js_transport`](super::js_transport). Methods take `&self`: a socket's
+//! `send` may call back into the manager, so all state is behind short-lived borrows.
+//! After `shutdown()` every method logs once and does nothing, as the original's did.
 
 use std::cell::RefCell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use napi::bindgen_prelude::{Function, FunctionCallContext, JavaScriptClassExt, Unknown};
-use napi::{Env, JsValue, Status};
+use napi::bindgen_prelude::{Function, FunctionCallContext, JavaScriptClassExt, Object, Unknown};
+use napi::{Env, JsValue};
 use napi_derive::napi;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tracing::{debug, error, info, warn};
+use tracing::{info, warn};
 
 use super::error::{self, ErrorKind};
 use super::gate::JsGate;
-use super::js::{Js, Raw};
+use super::js::Js;
 use super::js_socket::{self, JsSockets, Sent};
+use super::js_transport::{guarded, Shared};
 use super::json::Stringify;
 use super::lifetime::{KeepAlive, Waker};
-use super::native::{Attachment, NativeSocket};
+use super::native_socket::NativeSocket;
 use super::options::ManagerOptions;
 use crate::envelope;
-use crate::handshake::HandshakePolicy;
-use crate::hub::{Change, Handled, Hub};
-use crate::outbox::CloseReason;
+use crate::manager::{Manager, Removed};
 use crate::protocol;
-use crate::registry::{RecordKey, SubscribeOutcome, Transport};
-use crate::runtime;
-
-/// JavaScript-thread state shared by the manager and the listeners it installs on sockets.
-/// Listeners hold it weakly: a socket never keeps a discarded manager alive.
-pub(super) struct Shared {
-    pub(super) hub: Arc<Hub>,
-    sockets: JsSockets,
-    stringify: Stringify,
-    /// Set by the runtime's timer when a tick for JavaScript sockets is due; ticks that
-    /// come while one is pending (a blocked event loop) collapse into it.
-    health_due: Arc<AtomicBool>,
-    /// Wakes this thread from the runtime; set once, right after construction.
-    waker: RefCell<Option<Arc<Waker>>>,
-    keep_alive: KeepAlive,
-    /// Origin, Host and token rules for every listener and attachment; each sets its path.
-    pub(super) policy: HandshakePolicy,
-    pub(super) attachments: RefCell<Vec<Attachment>>,
-    /// The manager's own JavaScript object while it listens or is attached, so a server
-    /// nobody references is not collected (and torn down) by the garbage collector.
-    pub(super) pinned: RefCell<Option<super::js::JsRef>>,
-    /// The application's `authenticate` / `authorizeSubscribe`, when it set either.
-    gate: Option<Arc<JsGate>>,
-}
 
 /// Manages WebSocket connections, their channel subscriptions, and broadcasting.
 ///
@@ -63,7 +37,6 @@ pub(super) struct Shared {
 #[napi]
 pub struct WebSocketManager {
     pub(super) shared: Rc<Shared>,
-    health_task: RefCell<Option<JoinHandle<()>>>,
 }
 
 /// Counters and gauges of a manager, as returned by `getStats()`.
@@ -101,310 +74,7 @@ pub struct ManagerStats {
     pub pending_broadcasts: f64,
 }
 
-/// Runs a listener body, keeping a panic inside the addon.
-fn guarded(what: &str, body: impl FnOnce()) {
-    if catch_unwind(AssertUnwindSafe(body)).is_err() {
-        error!(
-            listener = what,
-            "internal error in a socket listener (contained)"
-        );
-    }
-}
-
-impl Shared {
-    /// Sends `text` to the JavaScript socket of `key`; logs why not.
-    fn send_text(&self, js: Js, key: RecordKey, text: &str) -> napi::Result<bool> {
-        let Some(ws) = self.sockets.ws(js, key) else {
-            return Ok(false);
-        };
-        let raw = js.create_string(text)?;
-        Ok(match js_socket::send(js, ws, raw) {
-            Sent::Ok => {
-                self.hub.stats().record_sent(1, text.len() as u64);
-                true
-            }
-            Sent::NotOpen => {
-                warn!(conn_id = self.sockets.id(key).as_deref(), "socket not open");
-                false
-            }
-            Sent::Failed(reason) => {
-                warn!(
-                    conn_id = self.sockets.id(key).as_deref(),
-                    reason, "send failed"
-                );
-                self.hub.stats().record_send_failures(1);
-                false
-            }
-        })
-    }
-
-    /// The record of `id` leaves the registry because its socket closed.
-    fn on_close(&self, js: Js, id: &str, key: RecordKey) {
-        if self.hub.write().remove_record(id, key).is_some() {
-            info!(conn_id = id, "connection closed");
-        }
-        drop(self.sockets.take(js, key));
-    }
-
-    /// A subscription change the server makes: after every queued broadcast, in the
-    /// registry, and — for a JavaScript socket, when `apply` changed something — in the
-    /// JavaScript fan-out index.
-    fn change_subscription(
-        &self,
-        env: &Env,
-        id: &str,
-        change: Change,
-        apply: impl FnOnce(&mut crate::registry::Registry, &str, &str) -> bool,
-    ) {
-        self.hub.flush_fanout();
-        let channel = match &change {
-            Change::Subscribed(channel) | Change::Unsubscribed(channel) => channel.as_str(),
-        };
-        let js_key = {
-            let mut registry = self.hub.write();
-            let changed = apply(&mut registry, id, channel);
-            registry
-                .get(id)
-                .filter(|c| changed && !c.transport.is_native())
-                .map(|c| c.key)
-        };
-        if let Some(key) = js_key {
-            self.apply_change(Js::new(env), key, &change);
-        }
-    }
-
-    /// Mirrors a client's subscription change into the JavaScript fan-out index.
-    fn apply_change(&self, js: Js, key: RecordKey, change: &Change) {
-        let changed = match change {
-            Change::Subscribed(channel) => self.sockets.subscribed(js, key, channel),
-            Change::Unsubscribed(channel) => self.sockets.unsubscribed(js, key, channel),
-        };
-        if let Err(error) = changed {
-            warn!(%error, "fan-out index not updated");
-        }
-    }
-
-    fn on_message(self: Rc<Self>, env: &Env, id: &str, key: RecordKey, data: Raw) {
-        let js = Js::new(env);
-        let text = js_socket::message_text(js, data);
-        let limited = self
-            .sockets
-            .rate_check(key, |bucket| self.hub.rate_check(id, bucket))
-            .unwrap_or(Handled::Nothing);
-        let handled = match limited {
-            Handled::Nothing => self.hub.handle_client_text(id, &text),
-            limited => limited,
-        };
-        match handled {
-            Handled::Reply(reply) => self.reply(js, id, key, &reply),
-            Handled::Changed { reply, change } => {
-                self.apply_change(js, key, &change);
-                self.reply(js, id, key, &reply);
-            }
-            Handled::Nothing | Handled::Dropped => {}
-            Handled::Close(code) => {
-                if let Some(ws) = self.sockets.ws(js, key) {
-                    if let Err(reason) = js_socket::close_with(js, ws, code) {
-                        warn!(conn_id = id, reason, "close failed");
-                    }
-                }
-            }
-            Handled::Authorize {
-                req,
-                channel,
-                connection,
-            } => {
-                let Some(gate) = self.gate.clone() else {
-                    return;
-                };
-                let shared = Rc::downgrade(&self);
-                let id: Arc<str> = Arc::from(id);
-                let asked = channel.clone();
-                gate.ask_authorize(env, &connection, &asked, move |allowed| {
-                    let Some(shared) = shared.upgrade() else {
-                        return;
-                    };
-                    let handled = shared.hub.finish_subscribe(&id, req, &channel, allowed);
-                    if let Handled::Changed { change, .. } = &handled {
-                        shared.apply_change(js, key, change);
-                    }
-                    if let Some(reply) = handled.reply() {
-                        shared.reply(js, &id, key, &reply);
-                    }
-                });
-            }
-        }
-    }
-
-    fn reply(&self, js: Js, id: &str, key: RecordKey, reply: &str) {
-        if let Err(error) = self.send_text(js, key, reply) {
-            warn!(conn_id = id, %error, "reply not sent");
-        }
-    }
-
-    /// Runs on the JavaScript thread whenever a runtime task wakes it.
-    fn on_wake(&self, env: &Env) {
-        self.run_health_work(Js::new(env));
-        self.reconcile_keep_alive(env);
-    }
-
-    /// Holds the process open exactly while native resources are live.
-    pub(super) fn reconcile_keep_alive(&self, env: &Env) {
-        if let Err(error) = self.keep_alive.hold(env, self.hub.active() > 0) {
-            warn!(%error, "cannot change the keep-alive timer");
-        }
-    }
-
-    /// Runs a due health-check tick for the JavaScript sockets.
-    fn run_health_work(&self, js: Js) {
-        if !self.health_due.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        let work = self.hub.health_tick_js();
-        for dead in work.dead {
-            if let Some(ws) = self.sockets.take(js, dead.key) {
-                if let Err(reason) = js_socket::terminate(js, ws.value(js)) {
-                    warn!(conn_id = &*dead.id, reason, "terminate failed");
-                }
-            }
-        }
-        for live in work.to_ping {
-            let Some(ws) = self.sockets.ws(js, live.key) else {
-                continue;
-            };
-            if let Err(reason) = js_socket::ping(js, ws) {
-                warn!(
-                    conn_id = &*live.id,
-                    reason, "ping failed; removing connection"
-                );
-                self.hub.write().remove_record(&live.id, live.key);
-                if let Some(ws) = self.sockets.take(js, live.key) {
-                    let _ = js_socket::terminate(js, ws.value(js));
-                }
-            }
-        }
-    }
-}
-
 impl WebSocketManager {
-    fn open(&self, env: &Env) -> napi::Result<&Shared> {
-        if self.shared.hub.is_shut_down() {
-            return Err(error::shut_down(env));
-        }
-        Ok(&self.shared)
-    }
-
-    /// Registers `ws` under `id` and installs its `pong` / `close` / `error` listeners.
-    fn register(&self, env: &Env, ws: Raw, id: &str) -> napi::Result<RecordKey> {
-        let js = Js::new(env);
-        let shared = self.open(env)?;
-        let has_on = js.is_object(ws)
-            && js
-                .get(ws, super::js::names::ON)
-                .is_ok_and(|on| js.type_of(on) == napi::sys::ValueType::napi_function);
-        if !has_on {
-            return Err(error::throw(
-                env,
-                ErrorKind::TypeError,
-                "ws must be a WebSocket-like object with on(), send() and readyState",
-                error::codes::INVALID_SOCKET,
-            ));
-        }
-        let reference = js.create_reference(ws)?;
-        let (key, replaced) = shared.hub.write().add(id, Transport::Js);
-        if let Some(old) = replaced {
-            match old.transport {
-                Transport::Js => drop(shared.sockets.take(js, old.key)),
-                Transport::Native(outbox) => outbox.close(CloseReason::Server { code: 1000 }),
-            }
-        }
-        shared.sockets.insert(key, Arc::from(id), reference);
-
-        let installed = self.install_listeners(env, ws, id, key);
-        if installed.is_err() {
-            shared.hub.write().remove_record(id, key);
-            drop(shared.sockets.take(js, key));
-        }
-        installed?;
-        debug!(conn_id = id, "connection added");
-        Ok(key)
-    }
-
-    fn install_listeners(&self, env: &Env, ws: Raw, id: &str, key: RecordKey) -> napi::Result<()> {
-        let js = Js::new(env);
-        let on_pong = {
-            let shared = Rc::downgrade(&self.shared);
-            let id: Arc<str> = Arc::from(id);
-            env.create_function_from_closure::<(), (), _>("onPong", move |_ctx| {
-                guarded("pong", || {
-                    if let Some(shared) = shared.upgrade() {
-                        shared.hub.write().mark_alive(&id, key);
-                    }
-                });
-                Ok(())
-            })?
-        };
-        js_socket::listen(js, ws, "pong", on_pong.raw())?;
-
-        let on_close = {
-            let shared = Rc::downgrade(&self.shared);
-            let id: Arc<str> = Arc::from(id);
-            env.create_function_from_closure::<(), (), _>("onClose", move |ctx| {
-                guarded("close", || {
-                    if let Some(shared) = shared.upgrade() {
-                        shared.on_close(Js::new(ctx.env), &id, key);
-                    }
-                });
-                Ok(())
-            })?
-        };
-        js_socket::listen(js, ws, "close", on_close.raw())?;
-
-        let on_error = {
-            let id: Arc<str> = Arc::from(id);
-            env.create_function_from_closure::<(), (), _>("onError", move |ctx| {
-                guarded("error", || {
-                    let js = Js::new(ctx.env);
-                    let reason = ctx
-                        .get::<Unknown>(0)
-                        .map(|e| js.describe(e.raw()))
-                        .unwrap_or_default();
-                    warn!(conn_id = &*id, reason, "socket error");
-                });
-                Ok(())
-            })?
-        };
-        js_socket::listen(js, ws, "error", on_error.raw())
-    }
-
-    fn install_message_listener(
-        &self,
-        env: &Env,
-        ws: Raw,
-        id: &str,
-        key: RecordKey,
-    ) -> napi::Result<()> {
-        let shared = Rc::downgrade(&self.shared);
-        let id: Arc<str> = Arc::from(id);
-        let on_message = env.create_function_from_closure::<(), (), _>(
-            "onMessage",
-            move |ctx: FunctionCallContext| {
-                guarded("message", || {
-                    let Some(shared) = shared.upgrade() else {
-                        return;
-                    };
-                    let js = Js::new(ctx.env);
-                    let data = ctx
-                        .get::<Unknown>(0)
-                        .map_or_else(|_| js.undefined(), |d| d.raw());
-                    shared.on_message(ctx.env, &id, key, data);
-                });
-                Ok(())
-            },
-        )?;
-        js_socket::listen(Js::new(env), ws, "message", on_message.raw())
-    }
-
     /// Creates the waker through which runtime tasks reach this thread.
     fn install_waker(&self, env: &Env) -> napi::Result<Arc<Waker>> {
         let shared = Rc::downgrade(&self.shared);
@@ -419,28 +89,21 @@ impl WebSocketManager {
             })?;
         let waker = Arc::new(Waker::new(on_wake)?);
         *self.shared.waker.borrow_mut() = Some(Arc::clone(&waker));
-        self.shared.hub.set_lifeline(waker.clone());
+        self.shared.core.set_lifeline(waker.clone());
         Ok(waker)
     }
 
-    /// Ticks the health check on the runtime: native peers are handled there; for
-    /// JavaScript sockets the tick is handed to this thread through the waker.
-    fn start_health_check(&self, waker: Arc<Waker>, interval: Duration) {
-        let hub = Arc::clone(&self.shared.hub);
-        let due = Arc::clone(&self.shared.health_due);
-        let task = runtime::handle().spawn(async move {
-            let start = tokio::time::Instant::now() + interval;
-            let mut ticks = tokio::time::interval_at(start, interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                hub.health_tick_native();
-                if !due.swap(true, Ordering::AcqRel) {
-                    waker.wake();
-                }
-            }
-        });
-        *self.health_task.borrow_mut() = Some(task);
+    /// Closes every JavaScript socket the core let go at shutdown, removes the attach
+    /// hooks, and unpins the manager.
+    fn release_js_resources(&self, js: Js, sockets: Vec<(String, crate::registry::RecordKey)>) {
+        for attachment in self.shared.attachments.take() {
+            attachment.detach(js);
+        }
+        drop(self.shared.pinned.take());
+        for (id, key) in sockets {
+            self.shared.close_socket(js, &id, key);
+        }
+        drop(self.shared.sockets.take_all(js));
     }
 }
 
@@ -481,7 +144,7 @@ impl WebSocketManager {
             }
         };
         let shared = Rc::new(Shared {
-            hub: Hub::new(options.core),
+            core: Manager::new(options.core),
             sockets: JsSockets::new(&env)?,
             stringify: Stringify::capture(Js::new(&env))?,
             health_due: Arc::default(),
@@ -490,18 +153,22 @@ impl WebSocketManager {
             policy: options.policy,
             attachments: RefCell::default(),
             pinned: RefCell::default(),
-            gate: gate.clone(),
+            authorized: Arc::default(),
+            warned_after_shutdown: RefCell::default(),
+            shutdown_promise: RefCell::default(),
         });
         if let Some(gate) = gate {
-            shared.hub.set_gatekeeper(gate);
+            shared.core.set_gatekeeper(gate);
         }
-        let manager = Self {
-            shared,
-            health_task: RefCell::new(None),
-        };
+        let manager = Self { shared };
         let waker = manager.install_waker(&env)?;
         if let Some(interval) = ping_interval {
-            manager.start_health_check(waker, interval);
+            let due = Arc::clone(&manager.shared.health_due);
+            manager.shared.core.start_health_check(interval, move || {
+                if !due.swap(true, Ordering::AcqRel) {
+                    waker.wake();
+                }
+            });
         }
         Ok(manager)
     }
@@ -510,33 +177,22 @@ impl WebSocketManager {
     /// listens for its `pong`, `close` and `error` events.
     #[napi(catch_unwind, ts_args_type = "ws: WebSocketLike, id: string")]
     pub fn add_connection(&self, env: Env, ws: Unknown, id: String) -> napi::Result<()> {
-        self.register(&env, ws.raw(), &id).map(drop)
+        if !self.shared.running("addConnection") {
+            return Ok(());
+        }
+        self.shared.register(&env, ws.raw(), &id).map(drop)
     }
 
     /// Forgets a connection and its subscriptions, closing its socket if it is open.
     /// Unknown ids are ignored.
     #[napi(catch_unwind)]
     pub fn remove_connection(&self, env: Env, id: String) -> napi::Result<()> {
-        let shared = self.open(&env)?;
-        shared.hub.flush_fanout();
-        let Some(connection) = shared.hub.write().remove(&id) else {
+        if !self.shared.running("removeConnection") {
             return Ok(());
-        };
-        match connection.transport {
-            Transport::Js => {
-                let js = Js::new(&env);
-                if let Some(ws) = shared.sockets.take(js, connection.key) {
-                    let ws = ws.value(js);
-                    if js_socket::is_open(js, ws) {
-                        if let Err(reason) = js_socket::close(js, ws) {
-                            warn!(conn_id = &*id, reason, "close failed");
-                        }
-                    }
-                }
-            }
-            Transport::Native(outbox) => outbox.close(CloseReason::Server { code: 1000 }),
         }
-        info!(conn_id = &*id, "connection removed");
+        if let Some(Removed::Js(key)) = self.shared.core.remove_connection(&id) {
+            self.shared.close_socket(Js::new(&env), &id, key);
+        }
         Ok(())
     }
 
@@ -544,24 +200,26 @@ impl WebSocketManager {
     /// harmless.
     #[napi(catch_unwind)]
     pub fn subscribe(&self, env: Env, id: String, channel: String) -> napi::Result<()> {
-        self.open(&env)?.change_subscription(
-            &env,
-            &id,
-            Change::Subscribed(channel),
-            |registry, id, ch| registry.subscribe(id, ch, None) == SubscribeOutcome::Added,
-        );
+        if !self.shared.running("subscribe") {
+            return Ok(());
+        }
+        if let Some(change) = self.shared.core.subscribe(&id, &channel) {
+            self.shared
+                .apply_change(Js::new(&env), change.key, &change.change);
+        }
         Ok(())
     }
 
     /// Unsubscribes a connection from a channel. Unknown ids are ignored.
     #[napi(catch_unwind)]
     pub fn unsubscribe(&self, env: Env, id: String, channel: String) -> napi::Result<()> {
-        self.open(&env)?.change_subscription(
-            &env,
-            &id,
-            Change::Unsubscribed(channel),
-            |registry, id, ch| registry.unsubscribe(id, ch),
-        );
+        if !self.shared.running("unsubscribe") {
+            return Ok(());
+        }
+        if let Some(change) = self.shared.core.unsubscribe(&id, &channel) {
+            self.shared
+                .apply_change(Js::new(&env), change.key, &change.change);
+        }
         Ok(())
     }
 
@@ -570,7 +228,10 @@ impl WebSocketManager {
     /// that `JSON.stringify` rejects (a cycle, a BigInt) throws its TypeError.
     #[napi(catch_unwind, ts_args_type = "channel: string, data: unknown")]
     pub fn broadcast(&self, env: Env, channel: Unknown, data: Unknown) -> napi::Result<()> {
-        let shared = self.open(&env)?;
+        let shared = &self.shared;
+        if !shared.running("broadcast") {
+            return Ok(());
+        }
         let js = Js::new(&env);
         let Some(name) = js.string(channel.raw()) else {
             return Err(error::throw(
@@ -580,20 +241,19 @@ impl WebSocketManager {
                 error::codes::INVALID_CHANNEL,
             ));
         };
-        let hub = &shared.hub;
-        let (js_subscribers, native_subscribers) = hub.subscriber_counts(&name);
+        let core = &shared.core;
+        let targets = core.broadcast_targets(&name);
         let timestamp = js.create_string(&envelope::now_iso())?;
         let text = shared
             .sockets
             .fanout()
             .envelope(js, channel.raw(), data.raw(), timestamp)?;
-        hub.stats().record_broadcast();
         let bytes = js.utf8_len(text) as u64;
-        if native_subscribers > 0 {
+        if targets.native > 0 {
             let owned = js.string(text).unwrap_or_default();
-            hub.publish(&name, Utf8Bytes::from(owned));
+            core.publish(&name, Utf8Bytes::from(owned));
         }
-        let failed = if js_subscribers > 0 {
+        let failed = if targets.js > 0 {
             // The index is keyed by the registry's name for the channel (a JavaScript
             // string with unpaired surrogates differs from it), so look it up by that.
             let key = js.create_string(&name)?;
@@ -601,14 +261,7 @@ impl WebSocketManager {
         } else {
             0
         };
-        let sent = (js_subscribers + native_subscribers) as u64 - failed;
-        hub.stats().record_sent(sent, sent * bytes);
-        hub.stats().record_send_failures(failed);
-        if failed > 0 {
-            warn!(channel = name, "broadcast: {sent} success, {failed} failed");
-        } else {
-            debug!(channel = name, "broadcast: {sent} success, {failed} failed");
-        }
+        core.record_broadcast(&name, targets, failed, bytes);
         Ok(())
     }
 
@@ -616,14 +269,12 @@ impl WebSocketManager {
     /// warning. Never throws for an unknown id or a closed socket.
     #[napi(catch_unwind, ts_args_type = "id: string, data: unknown")]
     pub fn send(&self, env: Env, id: String, data: Unknown) -> napi::Result<()> {
-        let shared = self.open(&env)?;
+        let shared = &self.shared;
+        if !shared.running("send") {
+            return Ok(());
+        }
         let js = Js::new(&env);
-        let Some((key, transport)) = shared
-            .hub
-            .read()
-            .get(&id)
-            .map(|c| (c.key, c.transport.clone()))
-        else {
+        let Some((key, native)) = shared.core.lookup(&id) else {
             warn!(conn_id = &*id, "cannot send: connection not found");
             return Ok(());
         };
@@ -633,38 +284,37 @@ impl WebSocketManager {
                 .value(js, data.raw())
                 .map_err(|thrown| js.rethrow(thrown))
         };
-        match transport {
-            Transport::Js => {
-                let Some(ws) = shared.sockets.ws(js, key) else {
-                    return Ok(());
-                };
-                if !js_socket::is_open(js, ws) {
-                    warn!(conn_id = &*id, "cannot send: socket not open");
-                    return Ok(());
-                }
-                let text = stringify(js)?;
-                let payload = match &text {
-                    Some(text) => js.create_string(text)?,
-                    None => js.undefined(),
-                };
-                match js_socket::send(js, ws, payload) {
-                    Sent::Ok => {
-                        let bytes = text.as_ref().map_or(0, |t| t.len() as u64);
-                        shared.hub.stats().record_sent(1, bytes);
-                    }
-                    Sent::NotOpen => warn!(conn_id = &*id, "cannot send: socket not open"),
-                    Sent::Failed(reason) => {
-                        shared.hub.stats().record_send_failures(1);
-                        warn!(conn_id = &*id, reason, "send failed");
-                    }
-                }
-            }
-            Transport::Native(outbox) => match stringify(js)? {
+        if native {
+            match stringify(js)? {
                 Some(text) => {
-                    shared.hub.send_native(&id, &outbox, text);
+                    shared.core.send_native(&id, key, text);
                 }
                 None => warn!(conn_id = &*id, "cannot send: data serialises to nothing"),
-            },
+            }
+            return Ok(());
+        }
+        let Some(ws) = shared.sockets.ws(js, key) else {
+            return Ok(());
+        };
+        if !js_socket::is_open(js, ws) {
+            warn!(conn_id = &*id, "cannot send: socket not open");
+            return Ok(());
+        }
+        let text = stringify(js)?;
+        let payload = match &text {
+            Some(text) => js.create_string(text)?,
+            None => js.undefined(),
+        };
+        match js_socket::send(js, ws, payload) {
+            Sent::Ok => {
+                let bytes = text.as_ref().map_or(0, |t| t.len() as u64);
+                shared.core.stats().record_sent(1, bytes);
+            }
+            Sent::NotOpen => warn!(conn_id = &*id, "cannot send: socket not open"),
+            Sent::Failed(reason) => {
+                shared.core.stats().record_send_failures(1);
+                warn!(conn_id = &*id, reason, "send failed");
+            }
         }
         Ok(())
     }
@@ -673,19 +323,13 @@ impl WebSocketManager {
     /// Changing the copy does not change the manager.
     #[napi(catch_unwind, ts_return_type = "Map<string, WSConnection>")]
     pub fn get_connections(&self, env: Env) -> napi::Result<Unknown<'_>> {
-        let shared = self.open(&env)?;
+        let shared = &self.shared;
         let js = Js::new(&env);
-        let rows: Vec<(RecordKey, String, Vec<String>, bool, bool)> = shared
-            .hub
-            .read()
-            .connections()
-            .into_iter()
-            .map(|c| {
-                let channels = c.channels.iter().map(|ch| ch.to_string()).collect();
-                let native = c.transport.is_native();
-                (c.key, c.id.to_string(), channels, c.alive, native)
-            })
-            .collect();
+        let rows = if shared.running("getConnections") {
+            shared.core.connection_rows()
+        } else {
+            Vec::new()
+        };
         let global = js.global();
         let map_class = js
             .get(global, c"Map")
@@ -693,58 +337,54 @@ impl WebSocketManager {
         let set_class = js
             .get(global, c"Set")
             .map_err(|_| napi::Error::from_reason("no Set"))?;
-        let map = construct(js, map_class, &[])?;
-        for (key, id, channels, alive, native) in rows {
+        let map = js.construct(map_class, &[])?;
+        for row in rows {
             let record = js.create_object()?;
-            let ws = if native {
-                let socket = NativeSocket::new(&shared.hub, id.clone(), key);
+            let ws = if row.native {
+                let socket = NativeSocket::new(&shared.core, row.id.clone(), row.key);
                 socket.into_instance(&env)?.raw()
             } else {
-                shared.sockets.ws(js, key).unwrap_or_else(|| js.undefined())
+                shared
+                    .sockets
+                    .ws(js, row.key)
+                    .unwrap_or_else(|| js.undefined())
             };
             js.set(record, c"ws", ws)?;
-            let raw_id = js.create_string(&id)?;
+            let raw_id = js.create_string(&row.id)?;
             js.set(record, c"id", raw_id)?;
-            let names = channels
+            let names = row
+                .channels
                 .iter()
                 .map(|c| js.create_string(c))
                 .collect::<napi::Result<Vec<_>>>()?;
-            let set = construct(js, set_class, &[js.create_array(&names)?])?;
+            let set = js.construct(set_class, &[js.create_array(&names)?])?;
             js.set(record, c"channels", set)?;
-            js.set(record, c"isAlive", js.bool(alive))?;
+            js.set(record, c"isAlive", js.bool(row.alive))?;
             if let Some(super::js::Called::Threw(thrown)) =
                 js.call_method(map, c"set", &[raw_id, record])
             {
                 return Err(js.rethrow(thrown));
             }
         }
-        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), map) })
+        Ok(js.unknown(map))
     }
 
     /// Ids of the connections subscribed to `channel`, oldest first (`[]` when none).
     #[napi(catch_unwind)]
-    pub fn get_subscribers(&self, env: Env, channel: String) -> napi::Result<Vec<String>> {
-        Ok(self
-            .open(&env)?
-            .hub
-            .read()
-            .subscribers(&channel)
-            .into_iter()
-            .map(|s| s.id.to_string())
-            .collect())
+    pub fn get_subscribers(&self, channel: String) -> Vec<String> {
+        if !self.shared.running("getSubscribers") {
+            return Vec::new();
+        }
+        self.shared.core.subscriber_ids(&channel)
     }
 
     /// Channels of a connection in subscription order (`[]` for an unknown id).
     #[napi(catch_unwind)]
-    pub fn get_channels(&self, env: Env, id: String) -> napi::Result<Vec<String>> {
-        Ok(self
-            .open(&env)?
-            .hub
-            .read()
-            .channels_of(&id)
-            .iter()
-            .map(|c| c.to_string())
-            .collect())
+    pub fn get_channels(&self, id: String) -> Vec<String> {
+        if !self.shared.running("getChannels") {
+            return Vec::new();
+        }
+        self.shared.core.channels_of(&id)
     }
 
     /// Adopts a freshly connected socket: generates its id (`conn-<ms>-<random>`),
@@ -756,27 +396,28 @@ impl WebSocketManager {
         ws: Unknown,
         cwd: Option<String>,
     ) -> napi::Result<()> {
-        let id = crate::hub::new_connection_id();
-        let key = self.register(&env, ws.raw(), &id)?;
-        self.shared
+        let shared = &self.shared;
+        if !shared.running("handleConnection") {
+            return Ok(());
+        }
+        let id = crate::manager::new_connection_id();
+        let key = shared.register(&env, ws.raw(), &id)?;
+        shared
             .sockets
-            .set_rate_limiter(key, self.shared.hub.new_rate_limiter());
-        self.install_message_listener(&env, ws.raw(), &id, key)?;
+            .set_rate_limiter(key, shared.core.new_rate_limiter());
+        shared.install_message_listener(&env, ws.raw(), &id, key)?;
         info!(conn_id = &*id, "connection established");
         let welcome = protocol::welcome(&id, cwd.as_deref());
-        self.shared.send_text(Js::new(&env), key, &welcome)?;
+        shared.send_text(Js::new(&env), key, &welcome)?;
         Ok(())
     }
 
     /// Counters and gauges; see `ManagerStats`. Works after `shutdown()` too.
     #[napi(catch_unwind)]
     pub fn get_stats(&self) -> ManagerStats {
-        let hub = &self.shared.hub;
-        let (counts, max_queued_bytes) = {
-            let registry = hub.read();
-            (registry.counts(), registry.max_queued_bytes())
-        };
-        let stats = hub.stats().snapshot();
+        let gauges = self.shared.core.gauges();
+        let counts = gauges.counts;
+        let stats = self.shared.core.stats().snapshot();
         ManagerStats {
             connections: (counts.js_connections + counts.native_connections) as f64,
             js_connections: counts.js_connections as f64,
@@ -790,54 +431,35 @@ impl WebSocketManager {
             slow_consumer_disconnects: stats.slow_consumer_disconnects as f64,
             rejected_handshakes: stats.rejected_handshakes as f64,
             dead_peers_removed: stats.dead_peers_removed as f64,
-            max_queued_bytes: max_queued_bytes as f64,
-            pending_broadcasts: hub.pending_broadcasts() as f64,
+            max_queued_bytes: gauges.max_queued_bytes as f64,
+            pending_broadcasts: gauges.pending_broadcasts as f64,
         }
     }
 
-    /// Stops the health check, closes every open connection and forgets all records.
-    /// Idempotent; every other method except `getStats()` throws afterwards
-    /// (`ERR_CLUSO_SHUT_DOWN`).
-    #[napi(catch_unwind)]
-    pub fn shutdown(&self, env: Env) -> napi::Result<()> {
-        // Broadcasts made before shutdown() still reach native subscribers, ahead of 1001.
-        self.shared.hub.flush_fanout();
-        if !self.shared.hub.begin_shutdown() {
-            return Ok(());
+    /// Stops the health check, closes every connection (native ones with 1001, after what
+    /// was broadcast before) and forgets all records. Returns a promise that resolves once
+    /// every native connection has closed, every listener has released its port and every
+    /// attach hook is removed; calling it again returns the same promise. Afterwards every
+    /// other method logs a warning once and does nothing (`listen()` and `attach()` reject
+    /// with `ERR_CLUSO_SHUT_DOWN`).
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn shutdown<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        let js = Js::new(env);
+        if let Some(promise) = self.shared.shutdown_promise.borrow().as_ref() {
+            return Ok(js.object(promise.value(js)));
         }
-        self.stop_health_check();
-        let js = Js::new(&env);
-        for attachment in self.shared.attachments.take() {
-            attachment.detach(js);
-        }
-        drop(self.shared.pinned.take());
-        let connections = self.shared.hub.write().drain();
-        for connection in connections {
-            match connection.transport {
-                Transport::Js => {
-                    if let Some(ws) = self.shared.sockets.take(js, connection.key) {
-                        let ws = ws.value(js);
-                        if js_socket::is_open(js, ws) {
-                            if let Err(reason) = js_socket::close(js, ws) {
-                                warn!(conn_id = &*connection.id, reason, "close failed");
-                            }
-                        }
-                    }
-                }
-                Transport::Native(outbox) => outbox.close(CloseReason::Server { code: 1001 }),
-            }
-        }
-        drop(self.shared.sockets.take_all(js));
-        info!("manager shut down");
-        Ok(())
-    }
-}
-
-impl WebSocketManager {
-    fn stop_health_check(&self) {
-        if let Some(task) = self.health_task.borrow_mut().take() {
-            task.abort();
-        }
+        let sockets = self.shared.core.begin_shutdown().unwrap_or_default();
+        self.release_js_resources(js, sockets);
+        let (deferred, promise) = env.create_deferred::<(), _>()?;
+        *self.shared.shutdown_promise.borrow_mut() = Some(js.create_reference(promise.raw())?);
+        let core = Arc::clone(&self.shared.core);
+        crate::runtime::handle().spawn(async move {
+            core.closed().await;
+            info!("manager shut down");
+            deferred.resolve(|_| Ok(()));
+        });
+        self.shared.reconcile_keep_alive(env);
+        Ok(promise)
     }
 }
 
@@ -845,25 +467,6 @@ impl Drop for WebSocketManager {
     /// A collected manager has no listener or attachment (those pin it), so nothing can
     /// reach it any more: stop its background tasks.
     fn drop(&mut self) {
-        self.stop_health_check();
-        self.shared.hub.begin_shutdown();
+        let _ = self.shared.core.begin_shutdown();
     }
-}
-
-/// `new constructor(...args)`.
-fn construct(js: Js, constructor: Raw, args: &[Raw]) -> napi::Result<Raw> {
-    let mut instance = std::ptr::null_mut();
-    let status = unsafe {
-        napi::sys::napi_new_instance(
-            js.raw_env(),
-            constructor,
-            args.len(),
-            args.as_ptr(),
-            &mut instance,
-        )
-    };
-    if status != napi::sys::Status::napi_ok {
-        return Err(napi::Error::new(Status::GenericFailure, "cannot construct"));
-    }
-    Ok(instance)
 }

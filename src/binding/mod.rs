@@ -7,11 +7,13 @@ mod gate;
 mod js;
 mod js_fanout;
 mod js_socket;
+mod js_transport;
 mod json;
 mod lifetime;
 mod logging;
 mod manager;
-mod native;
+mod native_socket;
+mod native_transport;
 mod options;
 mod types;
 

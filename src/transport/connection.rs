@@ -19,24 +19,23 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::{CLOSE_GRACE, SHUTDOWN_DRAIN};
-use crate::gate;
-use crate::hub::{new_connection_id, ConnectionSlot, Handled, Hub, CLOSE_SLOW_CONSUMER};
-use crate::outbox::{CloseReason, Outbox};
+use crate::fanout::outbox::{CloseReason, Outbox};
+use crate::manager::{new_connection_id, ConnectionSlot, Handled, Manager};
 use crate::protocol;
-use crate::registry::{RecordKey, Transport};
+use crate::registry::RecordKey;
 
 /// Close codes the server sends (RFC 6455 §7.4.1 and the application range).
 pub mod close_code {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
+    pub const NORMAL: u16 = crate::manager::CLOSE_NORMAL;
+    pub const GOING_AWAY: u16 = crate::manager::CLOSE_GOING_AWAY;
     pub const PROTOCOL_ERROR: u16 = 1002;
     pub const INVALID_PAYLOAD: u16 = 1007;
-    pub const POLICY_VIOLATION: u16 = crate::hub::POLICY_VIOLATION;
+    pub const POLICY_VIOLATION: u16 = crate::manager::POLICY_VIOLATION;
     pub const MESSAGE_TOO_BIG: u16 = 1009;
-    pub const SLOW_CONSUMER: u16 = super::CLOSE_SLOW_CONSUMER;
+    pub const SLOW_CONSUMER: u16 = crate::manager::CLOSE_SLOW_CONSUMER;
 }
 
 /// How the reader side ended.
@@ -73,7 +72,7 @@ pub struct Admission {
 /// Keeps a connection registered while it runs; forgets it when dropped — including while
 /// a panic in the connection's task unwinds, so a fault never leaves a ghost record.
 struct Registration {
-    hub: Arc<Hub>,
+    manager: Arc<Manager>,
     id: String,
     key: RecordKey,
     outbox: Arc<Outbox>,
@@ -82,47 +81,43 @@ struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.outbox.close(CloseReason::Gone);
-        if self.hub.write().remove_record(&self.id, self.key).is_some() {
-            info!(conn_id = &*self.id, "native connection closed");
-        }
+        self.manager.connection_closed(&self.id, self.key);
     }
 }
 
 /// Runs a connection until it is closed. `stream` has completed its handshake.
-pub async fn serve<S>(hub: Arc<Hub>, stream: WebSocketStream<S>, admission: Admission)
+pub async fn serve<S>(manager: Arc<Manager>, stream: WebSocketStream<S>, admission: Admission)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let _alive = hub.active_guard();
+    let _alive = manager.active_guard();
     let Admission {
         slot: _slot,
         cwd,
         meta,
     } = admission;
     let id = new_connection_id();
-    let outbox = Arc::new(Outbox::new(hub.options().max_buffered_bytes_per_connection));
-    let (key, _) = hub.write().add(&id, Transport::Native(Arc::clone(&outbox)));
-    hub.write().set_meta(&id, key, meta.map(Arc::from));
+    let outbox = Arc::new(Outbox::new(
+        manager.options().max_buffered_bytes_per_connection,
+    ));
+    let key = manager.add_native_connection(&id, &outbox, meta);
     let registration = Registration {
-        hub: Arc::clone(&hub),
+        manager: Arc::clone(&manager),
         id: id.clone(),
         key,
         outbox: Arc::clone(&outbox),
     };
-    info!(conn_id = &*id, "native connection established");
-    let welcome = protocol::welcome(&id, cwd.as_deref());
-    let bytes = welcome.len() as u64;
-    hub.account(&id, outbox.push(Message::text(welcome)), bytes);
+    manager.send_native(&id, key, protocol::welcome(&id, cwd.as_deref()));
 
     let (mut sink, mut source) = stream.split();
     let violated = {
-        let reader = read_loop(&hub, &id, key, &outbox, &mut source);
+        let reader = read_loop(&manager, &id, key, &outbox, &mut source);
         let writer = write_loop(&outbox, &mut sink);
         tokio::pin!(reader, writer);
         let ended = tokio::select! {
             end = &mut reader => Ended::Reader(end),
             end = &mut writer => Ended::Writer(end),
-            () = hub.shutdown_signal() => Ended::Shutdown,
+            () = manager.shutdown_signal() => Ended::Shutdown,
         };
         let violated = matches!(ended, Ended::Reader(ReadEnd::Violation(_)));
         // The endings wait on timers; boxed, their state is paid for only while closing.
@@ -168,7 +163,7 @@ where
 }
 
 async fn read_loop<S>(
-    hub: &Hub,
+    manager: &Manager,
     id: &str,
     key: RecordKey,
     outbox: &Outbox,
@@ -177,7 +172,7 @@ async fn read_loop<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut bucket = hub.new_rate_limiter();
+    let mut bucket = manager.new_rate_limiter();
     while let Some(item) = source.next().await {
         let text = match item {
             Ok(Message::Text(text)) => Cow::Owned(text.as_str().to_owned()),
@@ -185,56 +180,36 @@ where
             // read the same way.
             Ok(Message::Binary(bytes)) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
             Ok(Message::Pong(_)) => {
-                hub.write().mark_alive(id, key);
+                manager.mark_alive(id, key);
                 continue;
             }
             // tungstenite answers pings itself; a ping flood still counts against the rate.
             Ok(Message::Ping(_)) => {
-                if let Handled::Close(code) = hub.rate_check(id, &mut bucket) {
-                    return Box::pin(close_and_drain(outbox, code, source)).await;
+                if let Handled::Close(code) = manager.rate_check(id, &mut bucket) {
+                    return Box::pin(close_and_drain(manager, (id, key), outbox, code, source))
+                        .await;
                 }
                 continue;
             }
             Ok(Message::Close(_) | Message::Frame(_)) => continue,
             Err(error) => return classify(id, error),
         };
-        let handled = match hub.rate_check(id, &mut bucket) {
-            Handled::Nothing => hub.handle_client_text(id, &text),
-            limited => limited,
-        };
-        let reply = match handled {
-            Handled::Reply(reply) | Handled::Changed { reply, .. } => reply,
-            Handled::Nothing | Handled::Dropped => continue,
-            Handled::Close(code) => return Box::pin(close_and_drain(outbox, code, source)).await,
-            Handled::Authorize {
-                req,
-                channel,
-                connection,
-            } => {
-                let decision = hub
-                    .gatekeeper()
-                    .and_then(|gate| gate.authorize_subscribe(connection, channel.clone()));
-                let allowed = match decision {
-                    // Boxed, like every rare path here: a future is as large as its largest
-                    // state, and an idle connection should pay only for waiting.
-                    Some(decision) => {
-                        Box::pin(gate::decide(
-                            decision,
-                            hub.options().decision_timeout,
-                            false,
-                        ))
-                        .await
-                    }
-                    None => true,
-                };
-                match hub.finish_subscribe(id, req, &channel, allowed).reply() {
-                    Some(reply) => reply,
-                    None => continue,
-                }
+        let mut handled = manager.handle_message(id, &mut bucket, &text);
+        if let Handled::Authorize(pending) = handled {
+            // Boxed, like every rare path here: a future is as large as its largest state,
+            // and an idle connection should pay only for waiting.
+            handled = Box::pin(manager.authorize(pending)).await;
+        }
+        match handled {
+            // The core sends a native connection's replies on the ordered path itself.
+            Handled::Nothing | Handled::Dropped | Handled::Authorize(_) => {}
+            Handled::Reply(reply) | Handled::Changed { reply, .. } => {
+                manager.send_native(id, key, reply);
             }
-        };
-        let bytes = reply.len() as u64;
-        hub.account(id, outbox.push(Message::text(reply)), bytes);
+            Handled::Close(code) => {
+                return Box::pin(close_and_drain(manager, (id, key), outbox, code, source)).await
+            }
+        }
     }
     ReadEnd::Closed
 }
@@ -242,7 +217,10 @@ where
 /// Closes with `code` while still reading (and discarding) what the peer sends, until it
 /// answers the close or [`CLOSE_GRACE`] passes: closing a socket with unread data makes the
 /// kernel reset it, and the peer would lose the close frame that says why.
+/// The close travels the ordered path, after the replies sent before it.
 async fn close_and_drain<S>(
+    manager: &Manager,
+    (id, key): (&str, RecordKey),
     outbox: &Outbox,
     code: u16,
     source: &mut futures_util::stream::SplitStream<WebSocketStream<S>>,
@@ -250,7 +228,9 @@ async fn close_and_drain<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    outbox.close(CloseReason::Server { code });
+    if !manager.close_native(id, key, Some(code)) {
+        outbox.close(CloseReason::Server { code });
+    }
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         while let Some(Ok(_)) = source.next().await {}
     })

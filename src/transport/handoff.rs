@@ -13,15 +13,14 @@ use tokio::net::TcpStream;
 
 use super::{upgrade, Endpoint};
 use crate::handshake::{Rejection, UpgradeRequest};
-use crate::hub::Hub;
-use crate::runtime;
+use crate::manager::Manager;
 
 /// Takes over a connected TCP socket whose upgrade request Node already read.
 ///
 /// Returns once the descriptor is duplicated; the handshake runs on the runtime. The caller
 /// may close its own descriptor as soon as this returns.
 pub fn adopt(
-    hub: Arc<Hub>,
+    manager: Arc<Manager>,
     fd: RawFd,
     request: UpgradeRequest,
     leftover: Vec<u8>,
@@ -39,9 +38,9 @@ pub fn adopt(
     let _ = socket.set_nodelay(true);
     // Registering with the reactor must happen inside the runtime: this function runs on
     // the JavaScript thread.
-    let guard = hub.active_guard();
-    let slot = hub.reserve_connection();
-    runtime::handle().spawn(async move {
+    let guard = manager.active_guard();
+    let slot = manager.reserve_connection();
+    Arc::clone(&manager).spawn(async move {
         let _alive = guard;
         let mut stream = match TcpStream::from_std(socket) {
             Ok(stream) => stream,
@@ -50,7 +49,7 @@ pub fn adopt(
         match slot {
             Some(slot) => {
                 upgrade::complete(
-                    hub,
+                    manager,
                     stream,
                     slot,
                     request,
@@ -60,7 +59,7 @@ pub fn adopt(
                 )
                 .await
             }
-            None => upgrade::refuse(&hub, &mut stream, &Rejection::server_busy()).await,
+            None => upgrade::refuse(&manager, &mut stream, &Rejection::server_busy()).await,
         }
     });
     Ok(())

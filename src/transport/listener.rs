@@ -2,7 +2,6 @@
 //! [`HANDSHAKE_TIMEOUT`] to send a complete request head of at most
 //! [`MAX_HEADER_BYTES`](crate::handshake::request::MAX_HEADER_BYTES).
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +11,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use super::{upgrade, Endpoint, HANDSHAKE_TIMEOUT};
+use crate::error::Error;
 use crate::handshake::request::{parse_request, ParseStatus, RequestHead};
 use crate::handshake::{is_loopback_addr, Rejection};
-use crate::hub::{ConnectionSlot, Hub};
+use crate::manager::{ConnectionSlot, Manager};
 
 /// After an accept error (out of descriptors, typically), wait this long before the next
 /// accept instead of spinning.
@@ -23,39 +23,44 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Binds `host:port` and accepts connections until the manager shuts down. Returns the
 /// bound address (the real port when `port` is 0).
 pub async fn listen(
-    hub: Arc<Hub>,
+    manager: Arc<Manager>,
     host: &str,
     port: u16,
     endpoint: Arc<Endpoint>,
-) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind((host, port)).await?;
-    let address = listener.local_addr()?;
-    if hub.is_shut_down() {
-        return Err(io::Error::other(
-            "the manager was shut down while listen() was pending",
-        ));
+) -> Result<SocketAddr, Error> {
+    let failed = |source| Error::Listen {
+        address: format!("{host}:{port}"),
+        source,
+    };
+    let listener = TcpListener::bind((host, port)).await.map_err(failed)?;
+    let address = listener.local_addr().map_err(failed)?;
+    if !manager.is_running() {
+        return Err(Error::ShutDown {
+            what: "listen() (shut down while pending)",
+        });
     }
-    let guard = hub.active_guard();
+    let guard = manager.active_guard();
     info!(%address, path = endpoint.policy.path, "listening");
-    tokio::spawn(async move {
+    let tracker = Arc::clone(&manager);
+    tracker.spawn(async move {
         let _alive = guard;
         loop {
             let accepted = tokio::select! {
-                () = hub.shutdown_signal() => break,
+                () = manager.shutdown_signal() => break,
                 accepted = listener.accept() => accepted,
             };
             match accepted {
                 Ok((mut stream, peer)) => {
-                    let hub = Arc::clone(&hub);
+                    let manager = Arc::clone(&manager);
                     let endpoint = Arc::clone(&endpoint);
                     // A socket holds its slot from accept on, so connections that never
                     // finish their handshake count against maxConnections too.
-                    match hub.reserve_connection() {
-                        Some(slot) => tokio::spawn(async move {
-                            handshake(hub, stream, slot, peer, endpoint).await
+                    match manager.reserve_connection() {
+                        Some(slot) => Arc::clone(&manager).spawn(async move {
+                            handshake(manager, stream, slot, peer, endpoint).await
                         }),
-                        None => tokio::spawn(async move {
-                            upgrade::refuse(&hub, &mut stream, &Rejection::server_busy()).await
+                        None => Arc::clone(&manager).spawn(async move {
+                            upgrade::refuse(&manager, &mut stream, &Rejection::server_busy()).await
                         }),
                     };
                 }
@@ -72,7 +77,7 @@ pub async fn listen(
 
 /// Reads the request head within the deadline, then completes the upgrade.
 async fn handshake(
-    hub: Arc<Hub>,
+    manager: Arc<Manager>,
     mut stream: TcpStream,
     slot: ConnectionSlot,
     peer: SocketAddr,
@@ -83,17 +88,17 @@ async fn handshake(
         .local_addr()
         .is_ok_and(|local| is_loopback_addr(&local.ip()));
     let head = tokio::select! {
-        () = hub.shutdown_signal() => return,
+        () = manager.shutdown_signal() => return,
         head = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_head(&mut stream)) => head,
     };
     match head {
         Err(_elapsed) => debug!(%peer, "handshake timed out"),
-        Ok(Err(Some(rejection))) => upgrade::refuse(&hub, &mut stream, &rejection).await,
+        Ok(Err(Some(rejection))) => upgrade::refuse(&manager, &mut stream, &rejection).await,
         Ok(Err(None)) => debug!(%peer, "client left during the handshake"),
         Ok(Ok((head, leftover))) => {
             let request = head.into_upgrade_request(local_is_loopback);
             let remote = peer.ip().to_string();
-            upgrade::complete(hub, stream, slot, request, leftover, remote, endpoint).await;
+            upgrade::complete(manager, stream, slot, request, leftover, remote, endpoint).await;
         }
     }
 }

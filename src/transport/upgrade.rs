@@ -13,12 +13,12 @@ use crate::gate::{self, AuthRequest, AuthVerdict};
 use crate::handshake::request::headers_to_lowercase_map;
 use crate::handshake::{check_upgrade, rejection_response, switching_protocols};
 use crate::handshake::{Accepted, Rejection, UpgradeRequest};
-use crate::hub::{ConnectionSlot, Hub};
+use crate::manager::{ConnectionSlot, Manager};
 
 /// Answers an upgrade request on `stream`. `leftover` holds bytes the client sent after
 /// the request head (a first frame in the same packet); they are not lost.
 pub async fn complete<S>(
-    hub: Arc<Hub>,
+    manager: Arc<Manager>,
     mut stream: S,
     slot: ConnectionSlot,
     request: UpgradeRequest,
@@ -28,11 +28,11 @@ pub async fn complete<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let admitted = admit(&hub, &request, remote_address, &endpoint).await;
+    let admitted = admit(&manager, &request, remote_address, &endpoint).await;
     let (accepted, meta) = match admitted {
         Ok(admitted) => admitted,
         Err(rejection) => {
-            refuse(&hub, &mut stream, &rejection).await;
+            refuse(&manager, &mut stream, &rejection).await;
             return;
         }
     };
@@ -40,7 +40,7 @@ pub async fn complete<S>(
         debug!(%error, "client left during the handshake");
         return;
     }
-    let config = websocket_config(hub.options());
+    let config = websocket_config(manager.options());
     let socket =
         WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
     let admission = connection::Admission {
@@ -50,23 +50,23 @@ pub async fn complete<S>(
     };
     // A task of its own: the handshake's buffers and state end with this one, so an idle
     // connection costs only what serving it needs.
-    tokio::spawn(connection::serve(hub, socket, admission));
+    Arc::clone(&manager).spawn(connection::serve(manager, socket, admission));
 }
 
 /// Every check before the `101`, cheapest first: shutdown, the handshake itself (method,
 /// path, headers, Host, Origin, token), then the application's `authenticate`. (The
 /// connection limit was applied when the socket arrived.)
 async fn admit(
-    hub: &Arc<Hub>,
+    manager: &Arc<Manager>,
     request: &UpgradeRequest,
     remote_address: String,
     endpoint: &Endpoint,
 ) -> Result<(Accepted, Option<String>), Rejection> {
-    if hub.is_shut_down() {
+    if !manager.is_running() {
         return Err(Rejection::shutting_down());
     }
     let accepted = check_upgrade(request, &endpoint.policy)?;
-    let Some(decision) = hub.gatekeeper().and_then(|gate| {
+    let Some(decision) = manager.gatekeeper().and_then(|gate| {
         gate.authenticate(AuthRequest {
             url: request.url.clone(),
             headers: headers_to_lowercase_map(&request.headers),
@@ -75,10 +75,10 @@ async fn admit(
     }) else {
         return Ok((accepted, None));
     };
-    let timeout = hub.options().decision_timeout;
+    let timeout = manager.options().decision_timeout;
     let verdict = tokio::select! {
         verdict = gate::decide(decision, timeout, AuthVerdict::Deny) => verdict,
-        () = hub.shutdown_signal() => return Err(Rejection::shutting_down()),
+        () = manager.shutdown_signal() => return Err(Rejection::shutting_down()),
     };
     match verdict {
         AuthVerdict::Allow { meta } => Ok((accepted, meta)),
@@ -87,11 +87,11 @@ async fn admit(
 }
 
 /// Writes an HTTP refusal and closes.
-pub async fn refuse<S>(hub: &Hub, stream: &mut S, rejection: &Rejection)
+pub async fn refuse<S>(manager: &Manager, stream: &mut S, rejection: &Rejection)
 where
     S: AsyncWrite + Unpin,
 {
-    hub.stats().record_rejected_handshake();
+    manager.stats().record_rejected_handshake();
     warn!(
         status = rejection.status,
         code = rejection.code,

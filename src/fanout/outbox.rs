@@ -184,6 +184,17 @@ impl Outbox {
     }
 }
 
+/// Everything queued in `outbox` as text, for tests.
+#[cfg(test)]
+pub(crate) async fn queued_texts(outbox: &Outbox) -> Vec<String> {
+    let mut batch = Vec::new();
+    outbox.next_batch(&mut batch).await;
+    batch
+        .iter()
+        .filter_map(|m| m.to_text().ok().map(str::to_owned))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,21 +1,18 @@
-//! The native transport's JavaScript surface: `listen()`, `attach()`, `manager.token`, and
-//! `NativeSocket`, the handle `getConnections()` shows for a Rust-owned socket.
+//! The native transport's JavaScript surface: `listen()`, `attach()` and `manager.token`,
+//! methods of `WebSocketManager` that hand sockets to the core.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use napi::bindgen_prelude::{Function, FunctionCallContext, Object, This, Unknown};
-use napi::{Env, JsValue, Status};
+use napi::{Env, JsValue};
 use napi_derive::napi;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::error::{self, ErrorKind};
 use super::js::{Called, Js, Raw};
 use super::manager::WebSocketManager;
 use crate::handshake::request::pairs_from_raw_headers;
 use crate::handshake::{is_loopback_addr, UpgradeRequest, DEFAULT_PATH};
-use crate::hub::Hub;
-use crate::outbox::CloseReason;
-use crate::registry::{RecordKey, Transport};
+use crate::manager::Manager;
 use crate::runtime;
 use crate::transport::{listener, Endpoint};
 
@@ -107,8 +104,8 @@ impl WebSocketManager {
         options: Option<ListenOptions>,
     ) -> napi::Result<Object<'env>> {
         let shared = &self.shared;
-        if shared.hub.is_shut_down() {
-            return Err(error::shut_down(env));
+        if !shared.core.is_running() {
+            return Err(error::shut_down(env, "listen()"));
         }
         self.pin(env, this.object.raw())?;
         let options = options.unwrap_or_default();
@@ -134,24 +131,20 @@ impl WebSocketManager {
 
         // Counted as live from now, so the process cannot exit between this call and the
         // listener's start.
-        let pending = shared.hub.active_guard();
+        let pending = shared.core.active_guard();
         shared.reconcile_keep_alive(env);
         let (deferred, promise) = env.create_deferred::<ListenAddress, _>()?;
-        let hub = Arc::clone(&shared.hub);
+        let core = Arc::clone(&shared.core);
         runtime::handle().spawn(async move {
             let _pending = pending;
-            match listener::listen(hub, &host, port, endpoint).await {
-                Ok(address) => deferred.resolve(move |_| {
-                    Ok(ListenAddress {
-                        port: u32::from(address.port()),
-                        host: address.ip().to_string(),
-                    })
+            let listened = listener::listen(core, &host, port, endpoint).await;
+            deferred.resolve(move |env| match listened {
+                Ok(address) => Ok(ListenAddress {
+                    port: u32::from(address.port()),
+                    host: address.ip().to_string(),
                 }),
-                Err(error) => deferred.reject(napi::Error::new(
-                    Status::GenericFailure,
-                    format!("listen on {host}:{port} failed: {error}"),
-                )),
-            }
+                Err(failure) => Err(error::from_core(&env, &failure)),
+            });
         });
         Ok(promise)
     }
@@ -172,8 +165,8 @@ impl WebSocketManager {
         options: Option<AttachOptions>,
     ) -> napi::Result<()> {
         let shared = &self.shared;
-        if shared.hub.is_shut_down() {
-            return Err(error::shut_down(&env));
+        if !shared.core.is_running() {
+            return Err(error::shut_down(&env, "attach()"));
         }
         let js = Js::new(&env);
         if !js.is_object(server.raw()) {
@@ -243,7 +236,7 @@ impl WebSocketManager {
         env: &'env Env,
         endpoint: Arc<Endpoint>,
     ) -> napi::Result<Function<'env, (), ()>> {
-        let hub = Arc::clone(&self.shared.hub);
+        let core = Arc::clone(&self.shared.core);
         env.create_function_from_closure("clusoHandoff", move |ctx: FunctionCallContext| {
             let fd: i32 = ctx.get(0)?;
             let method: String = ctx.get(1)?;
@@ -262,122 +255,48 @@ impl WebSocketManager {
                     .is_ok_and(|ip| is_loopback_addr(&ip)),
             };
             adopt(
-                &hub,
+                &core,
                 fd,
                 request,
                 head.to_vec(),
                 remote_address,
                 Arc::clone(&endpoint),
             )
+            .map_err(|failure| error::from_core(ctx.env, &failure))
         })
     }
 }
 
 #[cfg(unix)]
 fn adopt(
-    hub: &Arc<Hub>,
+    core: &Arc<Manager>,
     fd: i32,
     request: UpgradeRequest,
     head: Vec<u8>,
     remote_address: String,
     endpoint: Arc<Endpoint>,
-) -> napi::Result<()> {
-    crate::transport::handoff::adopt(Arc::clone(hub), fd, request, head, remote_address, endpoint)
-        .map_err(|e| {
-            napi::Error::new(
-                Status::GenericFailure,
-                format!("socket handoff failed: {e}"),
-            )
-        })
+) -> Result<(), crate::error::Error> {
+    crate::transport::handoff::adopt(
+        Arc::clone(core),
+        fd,
+        request,
+        head,
+        remote_address,
+        endpoint,
+    )
+    .map_err(|source| crate::error::Error::Handoff { source })
 }
 
 #[cfg(not(unix))]
 fn adopt(
-    _: &Arc<Hub>,
+    _: &Arc<Manager>,
     _: i32,
     _: UpgradeRequest,
     _: Vec<u8>,
     _: String,
     _: Arc<Endpoint>,
-) -> napi::Result<()> {
-    Err(napi::Error::new(
-        Status::GenericFailure,
-        "socket handoff is not supported on this platform",
-    ))
-}
-
-/// A socket owned by the native core, as `getConnections()` shows it.
-#[napi]
-pub struct NativeSocket {
-    hub: Weak<Hub>,
-    id: String,
-    key: RecordKey,
-}
-
-impl NativeSocket {
-    pub fn new(hub: &Arc<Hub>, id: String, key: RecordKey) -> Self {
-        Self {
-            hub: Arc::downgrade(hub),
-            id,
-            key,
-        }
-    }
-
-    /// The connection's outbox, once every broadcast queued before this call reached it.
-    fn outbox(&self) -> Option<Arc<crate::outbox::Outbox>> {
-        let hub = self.hub.upgrade()?;
-        hub.flush_fanout();
-        let registry = hub.read();
-        let connection = registry.get(&self.id).filter(|c| c.key == self.key)?;
-        match &connection.transport {
-            Transport::Native(outbox) => Some(Arc::clone(outbox)),
-            Transport::Js => None,
-        }
-    }
-}
-
-#[napi]
-impl NativeSocket {
-    /// `1` (OPEN) while the connection is registered, else `3` (CLOSED).
-    #[napi(getter)]
-    pub fn ready_state(&self) -> u32 {
-        if self.outbox().is_some_and(|o| o.closed().is_none()) {
-            1
-        } else {
-            3
-        }
-    }
-
-    /// Queues a text message.
-    #[napi]
-    pub fn send(&self, data: String) {
-        if let (Some(hub), Some(outbox)) = (self.hub.upgrade(), self.outbox()) {
-            hub.send_native(&self.id, &outbox, data);
-        }
-    }
-
-    /// Sends a ping frame.
-    #[napi]
-    pub fn ping(&self) {
-        if let Some(outbox) = self.outbox() {
-            outbox.push_control(Message::Ping(Default::default()));
-        }
-    }
-
-    /// Closes with a close frame (`code`, default 1000) after what is queued.
-    #[napi]
-    pub fn close(&self, code: Option<u32>) {
-        if let Some(outbox) = self.outbox() {
-            let code = code.and_then(|c| u16::try_from(c).ok()).unwrap_or(1000);
-            outbox.close(CloseReason::Server { code });
-        }
-    }
-
-    /// Drops the TCP connection at once.
-    #[napi]
-    pub fn terminate(&self) {
-        if let Some(outbox) = self.outbox() {
-            outbox.close(CloseReason::Gone);
-        }
-    }
+) -> Result<(), crate::error::Error> {
+    Err(crate::error::Error::Handoff {
+        source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+    })
 }

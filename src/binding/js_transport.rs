@@ -1,0 +1,346 @@
+//! The JavaScript-socket transport on the JavaScript thread: registering a socket, its
+//! event listeners, carrying out what the core decided for a client message, and the
+//! health check's pings and terminations.
+//!
+//! Listeners hold [`Shared`] weakly: a socket never keeps a discarded manager alive.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::{FunctionCallContext, Unknown};
+use napi::{Env, JsValue};
+use tracing::{error, warn};
+
+use super::error::{self, ErrorKind};
+use super::js::{Js, Raw};
+use super::js_socket::{self, JsSockets, Sent};
+use super::json::Stringify;
+use super::lifetime::{KeepAlive, Waker};
+use crate::handshake::HandshakePolicy;
+use crate::manager::{Change, Handled, Manager};
+use crate::registry::RecordKey;
+
+/// A result the runtime hands back to the JavaScript thread for a JavaScript socket.
+pub(super) struct Authorized {
+    id: Arc<str>,
+    key: RecordKey,
+    handled: Handled,
+}
+
+/// JavaScript-thread state shared by the manager and the listeners it installs on sockets.
+pub(super) struct Shared {
+    pub(super) core: Arc<Manager>,
+    pub(super) sockets: JsSockets,
+    pub(super) stringify: Stringify,
+    /// Set by the runtime's timer when a tick for JavaScript sockets is due; ticks that
+    /// come while one is pending (a blocked event loop) collapse into it.
+    pub(super) health_due: Arc<AtomicBool>,
+    /// Subscribe decisions for JavaScript sockets, made on the runtime.
+    pub(super) authorized: Arc<Mutex<Vec<Authorized>>>,
+    /// Wakes this thread from the runtime.
+    pub(super) waker: RefCell<Option<Arc<Waker>>>,
+    pub(super) keep_alive: KeepAlive,
+    /// Origin, Host and token rules for every listener and attachment; each sets its path.
+    pub(super) policy: HandshakePolicy,
+    pub(super) attachments: RefCell<Vec<super::native_transport::Attachment>>,
+    /// The manager's own JavaScript object while it listens or is attached, so a server
+    /// nobody references is not collected (and torn down) by the garbage collector.
+    pub(super) pinned: RefCell<Option<super::js::JsRef>>,
+    /// Methods that already logged that they were called after shutdown.
+    pub(super) warned_after_shutdown: RefCell<HashSet<&'static str>>,
+    /// `shutdown()`'s promise, returned again by later calls.
+    pub(super) shutdown_promise: RefCell<Option<super::js::JsRef>>,
+}
+
+/// Runs a listener body, keeping a panic inside the addon.
+pub(super) fn guarded(what: &str, body: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(body)).is_err() {
+        error!(
+            listener = what,
+            "internal error in a socket listener (contained)"
+        );
+    }
+}
+
+impl Shared {
+    /// Whether `method` may act: after shutdown it logs once and does nothing, as the
+    /// original module's methods did.
+    pub(super) fn running(&self, method: &'static str) -> bool {
+        if self.core.is_running() {
+            return true;
+        }
+        if self.warned_after_shutdown.borrow_mut().insert(method) {
+            warn!(method, "WebSocketManager is shut down; call ignored");
+        }
+        false
+    }
+
+    /// Sends `text` to the JavaScript socket of `key`; logs why not.
+    pub(super) fn send_text(&self, js: Js, key: RecordKey, text: &str) -> napi::Result<bool> {
+        let Some(ws) = self.sockets.ws(js, key) else {
+            return Ok(false);
+        };
+        let raw = js.create_string(text)?;
+        Ok(match js_socket::send(js, ws, raw) {
+            Sent::Ok => {
+                self.core.stats().record_sent(1, text.len() as u64);
+                true
+            }
+            Sent::NotOpen => {
+                warn!(conn_id = self.sockets.id(key).as_deref(), "socket not open");
+                false
+            }
+            Sent::Failed(reason) => {
+                warn!(
+                    conn_id = self.sockets.id(key).as_deref(),
+                    reason, "send failed"
+                );
+                self.core.stats().record_send_failures(1);
+                false
+            }
+        })
+    }
+
+    /// Mirrors a subscription change into the JavaScript fan-out index.
+    pub(super) fn apply_change(&self, js: Js, key: RecordKey, change: &Change) {
+        let changed = match change {
+            Change::Subscribed(channel) => self.sockets.subscribed(js, key, channel),
+            Change::Unsubscribed(channel) => self.sockets.unsubscribed(js, key, channel),
+        };
+        if let Err(error) = changed {
+            warn!(%error, "fan-out index not updated");
+        }
+    }
+
+    /// Registers `ws` under `id` and installs its `pong` / `close` / `error` listeners.
+    pub(super) fn register(
+        self: &Rc<Self>,
+        env: &Env,
+        ws: Raw,
+        id: &str,
+    ) -> napi::Result<RecordKey> {
+        let js = Js::new(env);
+        let has_on = js.is_object(ws)
+            && js
+                .get(ws, super::js::names::ON)
+                .is_ok_and(|on| js.type_of(on) == napi::sys::ValueType::napi_function);
+        if !has_on {
+            return Err(error::throw(
+                env,
+                ErrorKind::TypeError,
+                "ws must be a WebSocket-like object with on(), send() and readyState",
+                error::codes::INVALID_SOCKET,
+            ));
+        }
+        let reference = js.create_reference(ws)?;
+        let (key, replaced) = self.core.add_js_connection(id);
+        if let Some(old) = replaced {
+            drop(self.sockets.take(js, old));
+        }
+        self.sockets.insert(key, Arc::from(id), reference);
+        let installed = self.install_listeners(env, ws, id, key);
+        if installed.is_err() {
+            self.core.connection_closed(id, key);
+            drop(self.sockets.take(js, key));
+        }
+        installed.map(|()| key)
+    }
+
+    fn install_listeners(
+        self: &Rc<Self>,
+        env: &Env,
+        ws: Raw,
+        id: &str,
+        key: RecordKey,
+    ) -> napi::Result<()> {
+        let js = Js::new(env);
+        let on_pong = {
+            let shared = Rc::downgrade(self);
+            let id: Arc<str> = Arc::from(id);
+            env.create_function_from_closure::<(), (), _>("onPong", move |_ctx| {
+                guarded("pong", || {
+                    if let Some(shared) = shared.upgrade() {
+                        shared.core.mark_alive(&id, key);
+                    }
+                });
+                Ok(())
+            })?
+        };
+        js_socket::listen(js, ws, "pong", on_pong.raw())?;
+
+        let on_close = {
+            let shared = Rc::downgrade(self);
+            let id: Arc<str> = Arc::from(id);
+            env.create_function_from_closure::<(), (), _>("onClose", move |ctx| {
+                guarded("close", || {
+                    if let Some(shared) = shared.upgrade() {
+                        shared.core.connection_closed(&id, key);
+                        drop(shared.sockets.take(Js::new(ctx.env), key));
+                    }
+                });
+                Ok(())
+            })?
+        };
+        js_socket::listen(js, ws, "close", on_close.raw())?;
+
+        let on_error = {
+            let id: Arc<str> = Arc::from(id);
+            env.create_function_from_closure::<(), (), _>("onError", move |ctx| {
+                guarded("error", || {
+                    let js = Js::new(ctx.env);
+                    let reason = ctx
+                        .get::<Unknown>(0)
+                        .map(|e| js.describe(e.raw()))
+                        .unwrap_or_default();
+                    warn!(conn_id = &*id, reason, "socket error");
+                });
+                Ok(())
+            })?
+        };
+        js_socket::listen(js, ws, "error", on_error.raw())
+    }
+
+    /// Answers the client protocol on `ws` (`handleConnection`).
+    pub(super) fn install_message_listener(
+        self: &Rc<Self>,
+        env: &Env,
+        ws: Raw,
+        id: &str,
+        key: RecordKey,
+    ) -> napi::Result<()> {
+        let shared = Rc::downgrade(self);
+        let id: Arc<str> = Arc::from(id);
+        let on_message = env.create_function_from_closure::<(), (), _>(
+            "onMessage",
+            move |ctx: FunctionCallContext| {
+                guarded("message", || {
+                    let Some(shared) = shared.upgrade() else {
+                        return;
+                    };
+                    let js = Js::new(ctx.env);
+                    let data = ctx
+                        .get::<Unknown>(0)
+                        .map_or_else(|_| js.undefined(), |d| d.raw());
+                    shared.on_message(js, &id, key, data);
+                });
+                Ok(())
+            },
+        )?;
+        js_socket::listen(Js::new(env), ws, "message", on_message.raw())
+    }
+
+    fn on_message(&self, js: Js, id: &Arc<str>, key: RecordKey, data: Raw) {
+        let text = js_socket::message_text(js, data);
+        let core = &self.core;
+        let handled = self
+            .sockets
+            .rate_check(key, |bucket| core.handle_message(id, bucket, &text))
+            .unwrap_or(Handled::Nothing);
+        self.carry_out(js, id, key, handled);
+    }
+
+    /// Does what the core decided for one message of a JavaScript socket.
+    fn carry_out(&self, js: Js, id: &Arc<str>, key: RecordKey, handled: Handled) {
+        match handled {
+            Handled::Reply(reply) => self.reply(js, id, key, &reply),
+            Handled::Changed { reply, change } => {
+                self.apply_change(js, key, &change);
+                self.reply(js, id, key, &reply);
+            }
+            Handled::Nothing | Handled::Dropped => {}
+            Handled::Close(code) => {
+                if let Some(ws) = self.sockets.ws(js, key) {
+                    if let Err(reason) = js_socket::close_with(js, ws, code) {
+                        warn!(conn_id = &**id, reason, "close failed");
+                    }
+                }
+            }
+            Handled::Authorize(pending) => {
+                // The decision is the core's, on the runtime; its result comes back to
+                // this thread through the waker, keyed by record — no JavaScript value is
+                // held while it is pending.
+                let core = Arc::clone(&self.core);
+                let inbox = Arc::clone(&self.authorized);
+                let waker = self.waker.borrow().clone();
+                let id = Arc::clone(id);
+                core.clone().spawn(async move {
+                    let handled = core.authorize(pending).await;
+                    let mut pending = inbox.lock().unwrap_or_else(|p| p.into_inner());
+                    pending.push(Authorized { id, key, handled });
+                    drop(pending);
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                });
+            }
+        }
+    }
+
+    fn reply(&self, js: Js, id: &str, key: RecordKey, reply: &str) {
+        if let Err(error) = self.send_text(js, key, reply) {
+            warn!(conn_id = id, %error, "reply not sent");
+        }
+    }
+
+    /// Runs on the JavaScript thread whenever a runtime task wakes it.
+    pub(super) fn on_wake(&self, env: &Env) {
+        let js = Js::new(env);
+        let decided =
+            std::mem::take(&mut *self.authorized.lock().unwrap_or_else(|p| p.into_inner()));
+        for Authorized { id, key, handled } in decided {
+            self.carry_out(js, &id, key, handled);
+        }
+        self.run_health_work(js);
+        self.reconcile_keep_alive(env);
+    }
+
+    /// Holds the process open exactly while native resources are live.
+    pub(super) fn reconcile_keep_alive(&self, env: &Env) {
+        if let Err(error) = self.keep_alive.hold(env, self.core.active() > 0) {
+            warn!(%error, "cannot change the keep-alive timer");
+        }
+    }
+
+    /// Runs a due health-check tick for the JavaScript sockets.
+    fn run_health_work(&self, js: Js) {
+        if !self.health_due.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let work = self.core.health_tick_js();
+        for dead in work.dead {
+            if let Some(ws) = self.sockets.take(js, dead.key) {
+                if let Err(reason) = js_socket::terminate(js, ws.value(js)) {
+                    warn!(conn_id = &*dead.id, reason, "terminate failed");
+                }
+            }
+        }
+        for live in work.to_ping {
+            let Some(ws) = self.sockets.ws(js, live.key) else {
+                continue;
+            };
+            if let Err(reason) = js_socket::ping(js, ws) {
+                warn!(conn_id = &*live.id, reason, "ping failed");
+                self.core.ping_failed(&live.id, live.key);
+                if let Some(ws) = self.sockets.take(js, live.key) {
+                    let _ = js_socket::terminate(js, ws.value(js));
+                }
+            }
+        }
+    }
+
+    /// Closes a JavaScript socket the manager no longer keeps, if it is open.
+    pub(super) fn close_socket(&self, js: Js, id: &str, key: RecordKey) {
+        if let Some(ws) = self.sockets.take(js, key) {
+            let ws = ws.value(js);
+            if js_socket::is_open(js, ws) {
+                if let Err(reason) = js_socket::close(js, ws) {
+                    warn!(conn_id = id, reason, "close failed");
+                }
+            }
+        }
+    }
+}

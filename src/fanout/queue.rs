@@ -1,0 +1,419 @@
+//! The ordered path to native connections: one bounded queue of jobs — broadcasts, direct
+//! sends, subscription changes, closes — applied in the order they were made.
+//!
+//! `broadcast()` runs on Node's JavaScript thread. For native subscribers it only appends a
+//! job — the channel name and one immutable, reference-counted buffer — in constant time
+//! whatever the subscriber count. A runtime task applies the jobs in order and pushes the
+//! shared buffer into each subscriber's bounded outbox (a reference count per subscriber,
+//! never a copy); each connection's writer then batches what it got.
+//!
+//! The delivery index (channel → native outboxes) belongs to this queue and changes only
+//! through jobs, so a subscription change or a send takes effect exactly between the
+//! broadcasts made before it and those made after it: order holds by construction, and
+//! nobody has to flush anything. The registry stays the truth for the API
+//! (`getSubscribers()` sees a change at once); this index is the truth for delivery.
+//!
+//! The queue is bounded ([`MAX_PENDING_JOBS`]). When a producer outruns the task and finds
+//! it full, the producer applies queued jobs itself, in order, until the queue is down to
+//! [`PRODUCER_HELPS_UNTIL`]: the broadcast never waits on a socket, never drops a message,
+//! and the queue never grows past its bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use indexmap::IndexMap;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tracing::warn;
+
+use super::outbox::{CloseReason, Outbox, Push};
+use crate::registry::RecordKey;
+use crate::stats::Stats;
+
+/// Jobs waiting for the fan-out task. At 200 bytes a broadcast, a full queue is under
+/// 1 MiB of distinct payloads plus their bookkeeping; beyond it producers help deliver.
+pub const MAX_PENDING_JOBS: usize = 4096;
+
+/// A producer that found the queue full applies jobs until this many are left.
+pub const PRODUCER_HELPS_UNTIL: usize = MAX_PENDING_JOBS / 2;
+
+/// Broadcasts for the same channel delivered together: enough to amortise a subscriber's
+/// lock and wake-up, few enough that one run does not hold the delivery turn for long.
+const MAX_RUN: usize = 64;
+
+/// A native connection as the delivery index knows it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub key: RecordKey,
+    pub id: Arc<str>,
+    pub outbox: Arc<Outbox>,
+}
+
+/// One step on the ordered path.
+#[derive(Debug)]
+pub enum Job {
+    /// An event for every native subscriber of `channel`.
+    Broadcast { channel: Arc<str>, text: Utf8Bytes },
+    /// One message for one connection, after every earlier job.
+    Send { member: Member, text: Utf8Bytes },
+    /// Adds `member` to `channel` after sending `before` (a reply, then replayed events).
+    Subscribe {
+        channel: Arc<str>,
+        member: Member,
+        before: Vec<Utf8Bytes>,
+    },
+    /// Removes `member` from `channel`, then sends `after` (a reply), if any.
+    Unsubscribe {
+        channel: Arc<str>,
+        member: Member,
+        after: Option<Utf8Bytes>,
+    },
+    /// The connection is gone: drop it from every channel.
+    Forget { key: RecordKey },
+    /// Closes a connection's outbox after every earlier job.
+    Close { member: Member, reason: CloseReason },
+}
+
+/// Channel → native subscribers, in subscription order.
+#[derive(Debug, Default)]
+struct DeliveryIndex {
+    channels: HashMap<Arc<str>, IndexMap<RecordKey, Member>>,
+    memberships: HashMap<RecordKey, Vec<Arc<str>>>,
+}
+
+impl DeliveryIndex {
+    fn add(&mut self, channel: Arc<str>, member: Member) {
+        let key = member.key;
+        let subscribers = self.channels.entry(Arc::clone(&channel)).or_default();
+        if subscribers.insert(key, member).is_none() {
+            self.memberships.entry(key).or_default().push(channel);
+        }
+    }
+
+    fn remove(&mut self, channel: &str, key: RecordKey) {
+        if let Some(subscribers) = self.channels.get_mut(channel) {
+            if subscribers.shift_remove(&key).is_some() && subscribers.is_empty() {
+                self.channels.remove(channel);
+            }
+        }
+        if let Some(channels) = self.memberships.get_mut(&key) {
+            channels.retain(|c| &**c != channel);
+            if channels.is_empty() {
+                self.memberships.remove(&key);
+            }
+        }
+    }
+
+    fn forget(&mut self, key: RecordKey) {
+        for channel in self.memberships.remove(&key).unwrap_or_default() {
+            if let Some(subscribers) = self.channels.get_mut(&channel) {
+                if subscribers.shift_remove(&key).is_some() && subscribers.is_empty() {
+                    self.channels.remove(&channel);
+                }
+            }
+        }
+    }
+}
+
+/// The job queue and the delivery turn.
+#[derive(Debug, Default)]
+pub struct FanOut {
+    jobs: Mutex<VecDeque<Job>>,
+    /// Held while taking jobs off the queue and applying them, so they take effect in
+    /// queue order whoever applies them. It guards the delivery index.
+    turn: Mutex<DeliveryIndex>,
+    wake: Notify,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data: a panic elsewhere leaves it consistent.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl FanOut {
+    /// Queues a job; when the queue is full, first applies queued jobs on this thread.
+    pub fn submit(&self, job: Job, stats: &Stats) {
+        {
+            let mut jobs = lock(&self.jobs);
+            if jobs.len() < MAX_PENDING_JOBS {
+                jobs.push_back(job);
+                drop(jobs);
+                self.wake.notify_one();
+                return;
+            }
+        }
+        let mut index = lock(&self.turn);
+        while lock(&self.jobs).len() >= PRODUCER_HELPS_UNTIL {
+            if self.apply_next(&mut index, stats) == 0 {
+                break;
+            }
+        }
+        lock(&self.jobs).push_back(job);
+        drop(index);
+        self.wake.notify_one();
+    }
+
+    /// Takes the next job — or the run of consecutive broadcasts for one channel at the
+    /// head of the queue, at most [`MAX_RUN`] — and applies it; returns how many jobs.
+    fn apply_next(&self, index: &mut DeliveryIndex, stats: &Stats) -> usize {
+        let run: Vec<Job> = {
+            let mut jobs = lock(&self.jobs);
+            let length = match jobs.front() {
+                None => return 0,
+                Some(Job::Broadcast { channel, .. }) => {
+                    let channel = Arc::clone(channel);
+                    jobs.iter()
+                        .take(MAX_RUN)
+                        .take_while(
+                            |job| matches!(job, Job::Broadcast { channel: c, .. } if *c == channel),
+                        )
+                        .count()
+                }
+                Some(_) => 1,
+            };
+            jobs.drain(..length).collect()
+        };
+        let count = run.len();
+        let mut broadcasts = Vec::new();
+        for job in run {
+            match job {
+                Job::Broadcast { channel, text } => broadcasts.push((channel, text)),
+                other => apply(index, other, stats),
+            }
+        }
+        deliver(index, &broadcasts, stats);
+        count
+    }
+
+    /// Applies queued jobs until the queue is empty; returns how many.
+    pub fn drain(&self, stats: &Stats) -> usize {
+        let mut applied = 0;
+        loop {
+            let mut index = lock(&self.turn);
+            match self.apply_next(&mut index, stats) {
+                0 => return applied,
+                count => applied += count,
+            }
+        }
+    }
+
+    /// Waits until a job may be waiting.
+    pub async fn wait(&self) {
+        let notified = self.wake.notified();
+        if !lock(&self.jobs).is_empty() {
+            return;
+        }
+        notified.await;
+    }
+
+    pub fn pending(&self) -> usize {
+        lock(&self.jobs).len()
+    }
+}
+
+/// Pushes data messages into a member's outbox, all or none, counting them.
+fn push_counted(member: &Member, messages: &[Utf8Bytes], stats: &Stats) -> Push {
+    let bytes: usize = messages.iter().map(|text| text.len()).sum();
+    let pushed = member
+        .outbox
+        .push_all(messages.iter().cloned().map(Message::Text), bytes);
+    match pushed {
+        Push::Queued => stats.record_sent(messages.len() as u64, bytes as u64),
+        Push::OverCap => {
+            stats.record_slow_consumer();
+            warn!(conn_id = &*member.id, "slow consumer disconnected");
+        }
+        Push::Closed => {}
+    }
+    pushed
+}
+
+fn apply(index: &mut DeliveryIndex, job: Job, stats: &Stats) {
+    match job {
+        Job::Broadcast { channel, text } => deliver(index, &[(channel, text)], stats),
+        Job::Send { member, text } => {
+            push_counted(&member, &[text], stats);
+        }
+        Job::Subscribe {
+            channel,
+            member,
+            before,
+        } => {
+            if !before.is_empty() {
+                push_counted(&member, &before, stats);
+            }
+            if member.outbox.closed().is_none() {
+                index.add(channel, member);
+            }
+        }
+        Job::Unsubscribe {
+            channel,
+            member,
+            after,
+        } => {
+            index.remove(&channel, member.key);
+            if let Some(reply) = after {
+                push_counted(&member, &[reply], stats);
+            }
+        }
+        Job::Forget { key } => index.forget(key),
+        Job::Close { member, reason } => {
+            index.forget(member.key);
+            member.outbox.close(reason);
+        }
+    }
+}
+
+/// Pushes a run of broadcasts for one channel into the outbox of every native subscriber
+/// of that channel: one lock and one wake-up per subscriber for the whole run.
+fn deliver(index: &DeliveryIndex, run: &[(Arc<str>, Utf8Bytes)], stats: &Stats) {
+    let Some((channel, _)) = run.first() else {
+        return;
+    };
+    let Some(subscribers) = index.channels.get(channel) else {
+        return;
+    };
+    let bytes: usize = run.iter().map(|(_, text)| text.len()).sum();
+    for member in subscribers.values() {
+        let messages = run.iter().map(|(_, text)| Message::Text(text.clone()));
+        if member.outbox.push_all(messages, bytes) == Push::OverCap {
+            stats.record_slow_consumer();
+            warn!(conn_id = &*member.id, "slow consumer disconnected");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(key: u64, outbox: &Arc<Outbox>) -> Member {
+        Member {
+            key: RecordKey::for_tests(key),
+            id: Arc::from(format!("n{key}")),
+            outbox: Arc::clone(outbox),
+        }
+    }
+
+    fn broadcast(text: &str) -> Job {
+        Job::Broadcast {
+            channel: Arc::from("files"),
+            text: Utf8Bytes::from(text.to_owned()),
+        }
+    }
+
+    fn subscribe(member: Member) -> Job {
+        Job::Subscribe {
+            channel: Arc::from("files"),
+            member,
+            before: Vec::new(),
+        }
+    }
+
+    fn texts(outbox: &Outbox) -> Vec<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime builds");
+        rt.block_on(crate::fanout::outbox::queued_texts(outbox))
+    }
+
+    #[test]
+    fn submitted_jobs_wait_for_the_task() {
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        let fanout = FanOut::default();
+        let stats = Stats::default();
+        fanout.submit(subscribe(member(1, &outbox)), &stats);
+        fanout.submit(broadcast("a"), &stats);
+        assert_eq!(fanout.pending(), 2);
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(fanout.drain(&stats), 2);
+        assert_eq!(outbox.queued_bytes(), 1);
+    }
+
+    #[test]
+    fn a_subscription_takes_effect_between_earlier_and_later_broadcasts() {
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        let fanout = FanOut::default();
+        let stats = Stats::default();
+        fanout.submit(broadcast("before"), &stats);
+        fanout.submit(subscribe(member(1, &outbox)), &stats);
+        fanout.submit(broadcast("after"), &stats);
+        fanout.submit(
+            Job::Unsubscribe {
+                channel: Arc::from("files"),
+                member: member(1, &outbox),
+                after: Some(Utf8Bytes::from_static("bye")),
+            },
+            &stats,
+        );
+        fanout.submit(broadcast("gone"), &stats);
+        fanout.drain(&stats);
+        assert_eq!(texts(&outbox), ["after", "bye"]);
+    }
+
+    #[test]
+    fn a_send_and_a_close_follow_earlier_broadcasts() {
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        let fanout = FanOut::default();
+        let stats = Stats::default();
+        fanout.submit(subscribe(member(1, &outbox)), &stats);
+        fanout.submit(broadcast("event"), &stats);
+        fanout.submit(
+            Job::Send {
+                member: member(1, &outbox),
+                text: Utf8Bytes::from_static("direct"),
+            },
+            &stats,
+        );
+        fanout.submit(
+            Job::Close {
+                member: member(1, &outbox),
+                reason: CloseReason::Server { code: 1000 },
+            },
+            &stats,
+        );
+        fanout.submit(broadcast("late"), &stats);
+        fanout.drain(&stats);
+        assert_eq!(outbox.closed(), Some(CloseReason::Server { code: 1000 }));
+        assert_eq!(texts(&outbox), ["event", "direct"]);
+        assert_eq!(stats.snapshot().messages_sent, 1);
+    }
+
+    #[test]
+    fn a_forgotten_connection_leaves_every_channel() {
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        let fanout = FanOut::default();
+        let stats = Stats::default();
+        fanout.submit(subscribe(member(7, &outbox)), &stats);
+        fanout.submit(
+            Job::Forget {
+                key: RecordKey::for_tests(7),
+            },
+            &stats,
+        );
+        fanout.drain(&stats);
+        assert!(lock(&fanout.turn).channels.is_empty());
+        assert!(lock(&fanout.turn).memberships.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_makes_the_producer_deliver_in_order_without_loss() {
+        let outbox = Arc::new(Outbox::new(1 << 30));
+        let fanout = FanOut::default();
+        let stats = Stats::default();
+        fanout.submit(subscribe(member(1, &outbox)), &stats);
+        let total = MAX_PENDING_JOBS * 3;
+        for index in 0..total {
+            fanout.submit(broadcast(&index.to_string()), &stats);
+            assert!(fanout.pending() <= MAX_PENDING_JOBS);
+        }
+        fanout.drain(&stats);
+        let received: Vec<usize> = texts(&outbox)
+            .iter()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        assert_eq!(received, (0..total).collect::<Vec<_>>());
+    }
+}

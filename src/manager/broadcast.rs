@@ -1,0 +1,172 @@
+//! Broadcasts, direct sends and the server's own subscription changes.
+//!
+//! A broadcast is serialised once by the caller (the binding, with the original module's
+//! own `JSON.stringify`), then published here: one job on the ordered path for every
+//! native subscriber, whatever their number; the JavaScript sockets' half is the binding's
+//! loop. The statistics of the whole broadcast are counted here.
+
+use std::sync::Arc;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::{debug, warn};
+
+use super::{Change, Manager};
+use crate::fanout::{Job, Member};
+use crate::registry::{RecordKey, SubscribeOutcome, Transport};
+
+/// How many subscribers of each transport one broadcast reaches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BroadcastTargets {
+    pub js: usize,
+    pub native: usize,
+}
+
+/// A subscription change the binding mirrors into its JavaScript fan-out index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsChange {
+    pub key: RecordKey,
+    pub change: Change,
+}
+
+impl Manager {
+    /// Subscribers of `channel` by transport, right now.
+    pub fn broadcast_targets(&self, channel: &str) -> BroadcastTargets {
+        let registry = self.read();
+        let native = registry.native_subscriber_count(channel);
+        BroadcastTargets {
+            js: registry.subscriber_count(channel) - native,
+            native,
+        }
+    }
+
+    /// Hands one serialised event to the native subscribers of `channel`, after every
+    /// earlier job on the ordered path.
+    pub fn publish(&self, channel: &str, text: Utf8Bytes) {
+        self.submit(Job::Broadcast {
+            channel: Arc::from(channel),
+            text,
+        });
+    }
+
+    /// Counts one broadcast of `bytes` bytes to `targets`, of which `failed` JavaScript
+    /// sends failed; logs the original module's `N success, M failed` line.
+    pub fn record_broadcast(
+        &self,
+        channel: &str,
+        targets: BroadcastTargets,
+        failed: u64,
+        bytes: u64,
+    ) {
+        let reached = (targets.js + targets.native) as u64;
+        let sent = reached.saturating_sub(failed);
+        self.stats.record_broadcast();
+        self.stats.record_sent(sent, sent * bytes);
+        self.stats.record_send_failures(failed);
+        if failed > 0 {
+            warn!(channel, "broadcast: {sent} success, {failed} failed");
+        } else {
+            debug!(channel, "broadcast: {sent} success, {failed} failed");
+        }
+    }
+
+    /// Queues `text` for the native connection `key` under `id`, after every earlier
+    /// broadcast. Returns whether the connection is still there to take it.
+    pub fn send_native(&self, id: &str, key: RecordKey, text: String) -> bool {
+        let Some(member) = self.native_member(id, key) else {
+            return false;
+        };
+        self.submit(Job::Send {
+            member,
+            text: Utf8Bytes::from(text),
+        });
+        true
+    }
+
+    /// Closes the native connection `key` under `id` with `code` (after what was queued
+    /// before), or at once without a close frame (`code` = `None`). Returns whether the
+    /// connection was still registered.
+    pub fn close_native(&self, id: &str, key: RecordKey, code: Option<u16>) -> bool {
+        let Some(member) = self.native_member(id, key) else {
+            return false;
+        };
+        match code {
+            Some(code) => self.submit(Job::Close {
+                member,
+                reason: crate::fanout::outbox::CloseReason::Server { code },
+            }),
+            None => member
+                .outbox
+                .close(crate::fanout::outbox::CloseReason::Gone),
+        }
+        true
+    }
+
+    /// Sends a ping frame to the native connection `key` under `id`.
+    pub fn ping_native(&self, id: &str, key: RecordKey) {
+        if let Some(member) = self.native_member(id, key) {
+            member
+                .outbox
+                .push_control(tokio_tungstenite::tungstenite::Message::Ping(
+                    Default::default(),
+                ));
+        }
+    }
+
+    /// The server's `subscribe(id, channel)`: not limited by `maxSubscriptionsPerConnection`.
+    /// A JavaScript socket's change comes back for the binding's index.
+    pub fn subscribe(&self, id: &str, channel: &str) -> Option<JsChange> {
+        self.server_change(id, Change::Subscribed(channel.to_owned()))
+    }
+
+    /// The server's `unsubscribe(id, channel)`.
+    pub fn unsubscribe(&self, id: &str, channel: &str) -> Option<JsChange> {
+        self.server_change(id, Change::Unsubscribed(channel.to_owned()))
+    }
+
+    /// Applies a subscription change in the registry now, and for a native connection on
+    /// the ordered path; returns a JavaScript socket's change for the binding.
+    fn server_change(&self, id: &str, change: Change) -> Option<JsChange> {
+        let (key, member) = {
+            let mut registry = self.write();
+            let changed = match &change {
+                Change::Subscribed(channel) => {
+                    registry.subscribe(id, channel, None) == SubscribeOutcome::Added
+                }
+                Change::Unsubscribed(channel) => registry.unsubscribe(id, channel),
+            };
+            if !changed {
+                return None;
+            }
+            let connection = registry.get(id)?;
+            (connection.key, member_of(connection))
+        };
+        let Some(member) = member else {
+            return Some(JsChange { key, change });
+        };
+        self.submit(match change {
+            Change::Subscribed(channel) => Job::Subscribe {
+                channel: Arc::from(channel),
+                member,
+                before: Vec::new(),
+            },
+            Change::Unsubscribed(channel) => Job::Unsubscribe {
+                channel: Arc::from(channel),
+                member,
+                after: None,
+            },
+        });
+        None
+    }
+}
+
+/// The ordered path's view of a native connection.
+pub(super) fn member_of(connection: &crate::registry::Connection) -> Option<Member> {
+    match &connection.transport {
+        Transport::Native(outbox) => Some(Member {
+            key: connection.key,
+            id: Arc::clone(&connection.id),
+            outbox: Arc::clone(outbox),
+        }),
+        Transport::Js => None,
+    }
+}

@@ -1,0 +1,314 @@
+//! One client text, for both transports: rate limit → parse → authorize → reply.
+//!
+//! For a native connection every reply and subscription change travels the ordered path
+//! (after the broadcasts made before it), so the transport only carries out closes and
+//! waits for authorizations. For a JavaScript socket the result comes back to the binding,
+//! which runs on the thread that owns the socket.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::{debug, warn};
+
+use super::broadcast::member_of;
+use super::{Manager, POLICY_VIOLATION};
+use crate::fanout::{Job, Member};
+use crate::gate::{self, ConnectionInfo};
+use crate::protocol::{self, codes, Command, RequestId};
+use crate::rate::{Admit, TokenBucket};
+use crate::registry::SubscribeOutcome;
+
+/// What the caller does after one client message.
+#[derive(Debug)]
+pub enum Handled {
+    /// Send this reply to the (JavaScript) socket.
+    Reply(String),
+    /// Mirror this subscription change into the JavaScript fan-out index, then send the
+    /// reply.
+    Changed { reply: String, change: Change },
+    /// Nothing to do.
+    Nothing,
+    /// Over the rate limit; dropped without a reply.
+    Dropped,
+    /// Close the connection with this code.
+    Close(u16),
+    /// The application's `authorizeSubscribe` decides first: run
+    /// [`Manager::authorize`] and handle its result like this one.
+    Authorize(PendingSubscribe),
+}
+
+impl Handled {
+    /// The reply text, if this is a reply.
+    pub fn reply(self) -> Option<String> {
+        match self {
+            Handled::Reply(text) | Handled::Changed { reply: text, .. } => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// A subscription change of a JavaScript socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Subscribed(String),
+    Unsubscribed(String),
+}
+
+/// A client subscribe waiting for `authorizeSubscribe`.
+#[derive(Debug)]
+pub struct PendingSubscribe {
+    req: Option<RequestId>,
+    channel: String,
+    connection: ConnectionInfo,
+}
+
+impl Manager {
+    /// A fresh rate limiter for a new connection, or `None` when limiting is off.
+    pub fn new_rate_limiter(&self) -> Option<TokenBucket> {
+        let rate = self.options.max_messages_per_second;
+        (rate > 0).then(|| TokenBucket::new(rate, Instant::now()))
+    }
+
+    /// Handles one inbound message of connection `id`: the rate limit first, then the
+    /// message itself.
+    pub fn handle_message(
+        &self,
+        id: &str,
+        bucket: &mut Option<TokenBucket>,
+        text: &str,
+    ) -> Handled {
+        match self.rate_check(id, bucket) {
+            Handled::Nothing => self.handle_client_text(id, text),
+            limited => self.route(id, limited),
+        }
+    }
+
+    /// Applies the rate limit to one inbound message (or ping frame) of connection `id`;
+    /// a reply it returns is not sent yet.
+    pub fn rate_check(&self, id: &str, bucket: &mut Option<TokenBucket>) -> Handled {
+        let Some(bucket) = bucket else {
+            return Handled::Nothing;
+        };
+        match bucket.admit(Instant::now()) {
+            Admit::Yes => Handled::Nothing,
+            Admit::Refuse { first: true } => {
+                warn!(conn_id = id, "message rate limit exceeded");
+                Handled::Reply(protocol::error(
+                    None,
+                    "Too many messages; slow down",
+                    codes::RATE_LIMITED,
+                ))
+            }
+            Admit::Refuse { first: false } => Handled::Dropped,
+            Admit::Close => {
+                warn!(conn_id = id, "message flood; closing");
+                Handled::Close(POLICY_VIOLATION)
+            }
+        }
+    }
+
+    /// Handles one text message from connection `id` (the rate limit already passed).
+    pub fn handle_client_text(&self, id: &str, text: &str) -> Handled {
+        let handled = match protocol::parse(text) {
+            Command::Subscribe { id: req, channel } => self.begin_subscribe(id, req, channel),
+            Command::Unsubscribe { id: req, channel } => self.client_unsubscribe(id, req, channel),
+            Command::Request { id: req } => Handled::Reply(protocol::no_handler(req.as_ref())),
+            Command::Ping { id: req } => Handled::Reply(protocol::pong(req.as_ref())),
+            Command::MissingChannel => Handled::Nothing,
+            Command::InvalidChannel { id: req, problem } => {
+                warn!(conn_id = id, ?problem, "invalid channel name");
+                Handled::Reply(protocol::error(
+                    req.as_ref(),
+                    problem.message(),
+                    codes::INVALID_CHANNEL,
+                ))
+            }
+            Command::Unknown { kind } => {
+                warn!(conn_id = id, kind = kind.as_deref(), "unknown message type");
+                Handled::Nothing
+            }
+            Command::Malformed => {
+                warn!(conn_id = id, "failed to parse message");
+                Handled::Reply(protocol::parse_error())
+            }
+        };
+        self.route(id, handled)
+    }
+
+    /// Sends a native connection's reply on the ordered path; a JavaScript socket's goes
+    /// back to the binding.
+    fn route(&self, id: &str, handled: Handled) -> Handled {
+        let Handled::Reply(reply) = handled else {
+            return handled;
+        };
+        match self.current_native_member(id) {
+            Some(member) => {
+                self.submit(Job::Send {
+                    member,
+                    text: Utf8Bytes::from(reply),
+                });
+                Handled::Nothing
+            }
+            None => Handled::Reply(reply),
+        }
+    }
+
+    fn current_native_member(&self, id: &str) -> Option<Member> {
+        self.read().get(id).and_then(member_of)
+    }
+
+    fn client_unsubscribe(&self, id: &str, req: Option<RequestId>, channel: String) -> Handled {
+        let member = {
+            let mut registry = self.write();
+            if !registry.unsubscribe_if_known(id, &channel) {
+                return Handled::Nothing;
+            }
+            registry.get(id).and_then(member_of)
+        };
+        debug!(conn_id = id, channel, "unsubscribed");
+        let reply = protocol::unsubscribed(req.as_ref(), &channel);
+        match member {
+            Some(member) => {
+                self.submit(Job::Unsubscribe {
+                    channel: Arc::from(channel),
+                    member,
+                    after: Some(Utf8Bytes::from(reply)),
+                });
+                Handled::Nothing
+            }
+            None => Handled::Changed {
+                reply,
+                change: Change::Unsubscribed(channel),
+            },
+        }
+    }
+
+    /// A client subscribe: answered at once, or handed to the application's
+    /// `authorizeSubscribe` first when it set one and the subscription would be new.
+    fn begin_subscribe(&self, id: &str, req: Option<RequestId>, channel: String) -> Handled {
+        let limit = self.options.max_subscriptions_per_connection;
+        let state = self.read().get(id).map(|c| {
+            (
+                c.channels.contains(channel.as_str()),
+                c.client_channels.len() >= limit,
+                c.meta.clone(),
+            )
+        });
+        match state {
+            None => Handled::Nothing,
+            Some((true, _, _)) => Handled::Reply(protocol::subscribed(req.as_ref(), &channel)),
+            Some((false, true, _)) => {
+                warn!(conn_id = id, channel, limit, "subscription limit reached");
+                Handled::Reply(limit_reached(req.as_ref(), limit))
+            }
+            Some((false, false, meta)) => {
+                let checked = self
+                    .gatekeeper
+                    .get()
+                    .is_some_and(|gate| gate.authorizes_subscriptions());
+                if !checked {
+                    return self.finish_subscribe(id, req, &channel, true);
+                }
+                Handled::Authorize(PendingSubscribe {
+                    req,
+                    channel,
+                    connection: ConnectionInfo {
+                        id: Arc::from(id),
+                        meta,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Asks the application whether a pending subscribe may go ahead (refused when it does
+    /// not answer within the decision timeout), then completes it. The one continuation
+    /// both transports use.
+    pub async fn authorize(&self, pending: PendingSubscribe) -> Handled {
+        let PendingSubscribe {
+            req,
+            channel,
+            connection,
+        } = pending;
+        let id = Arc::clone(&connection.id);
+        let decision = self
+            .gatekeeper()
+            .and_then(|gate| gate.authorize_subscribe(connection, channel.clone()));
+        let allowed = match decision {
+            Some(decision) => gate::decide(decision, self.options.decision_timeout, false).await,
+            None => true,
+        };
+        self.finish_subscribe(&id, req, &channel, allowed)
+    }
+
+    /// Completes a subscribe once its authorization is known.
+    fn finish_subscribe(
+        &self,
+        id: &str,
+        req: Option<RequestId>,
+        channel: &str,
+        allowed: bool,
+    ) -> Handled {
+        if !allowed {
+            warn!(
+                conn_id = id,
+                channel, "subscription refused by authorizeSubscribe"
+            );
+            return self.route(
+                id,
+                Handled::Reply(protocol::error(
+                    req.as_ref(),
+                    "Not allowed to subscribe to this channel",
+                    codes::FORBIDDEN,
+                )),
+            );
+        }
+        let limit = self.options.max_subscriptions_per_connection;
+        let (outcome, member) = {
+            let mut registry = self.write();
+            let outcome = registry.subscribe(id, channel, Some(limit));
+            let member = registry
+                .get(id)
+                .filter(|_| outcome == SubscribeOutcome::Added)
+                .and_then(member_of);
+            (outcome, member)
+        };
+        let reply = match outcome {
+            SubscribeOutcome::Added => protocol::subscribed(req.as_ref(), channel),
+            SubscribeOutcome::AlreadySubscribed => {
+                return self.route(
+                    id,
+                    Handled::Reply(protocol::subscribed(req.as_ref(), channel)),
+                )
+            }
+            SubscribeOutcome::LimitReached => {
+                return self.route(id, Handled::Reply(limit_reached(req.as_ref(), limit)))
+            }
+            SubscribeOutcome::UnknownConnection => return Handled::Nothing,
+        };
+        debug!(conn_id = id, channel, "subscribed");
+        match member {
+            Some(member) => {
+                self.submit(Job::Subscribe {
+                    channel: Arc::from(channel),
+                    member,
+                    before: vec![Utf8Bytes::from(reply)],
+                });
+                Handled::Nothing
+            }
+            None => Handled::Changed {
+                reply,
+                change: Change::Subscribed(channel.to_owned()),
+            },
+        }
+    }
+}
+
+fn limit_reached(req: Option<&RequestId>, limit: usize) -> String {
+    protocol::error(
+        req,
+        &format!("Subscription limit of {limit} channels reached"),
+        codes::SUBSCRIPTION_LIMIT,
+    )
+}

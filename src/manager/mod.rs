@@ -1,0 +1,321 @@
+//! The core `Manager`: every decision a `WebSocketManager` makes, for both transports.
+//!
+//! It owns the registry (private: no lock guard leaves this module), the options, the
+//! statistics, the ordered path to native connections, and the lifecycle. The binding and
+//! the native transport call its methods and carry out what they return; none of them
+//! changes the registry or orders writes itself.
+//!
+//! - [`dispatch`]: one client text → rate limit → parse → authorize → reply.
+//! - [`broadcast`]: broadcasts, direct sends and server-side subscription changes.
+//! - [`health`]: the ping/pong verdicts for both transports.
+//! - [`lifecycle`]: Running → Closing → Closed, background tasks and shutdown.
+//!
+//! Locking: the registry sits behind one `RwLock`, never held across an `.await` or a call
+//! into JavaScript.
+
+mod broadcast;
+mod dispatch;
+mod health;
+mod lifecycle;
+
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info};
+
+pub use broadcast::{BroadcastTargets, JsChange};
+pub use dispatch::{Change, Handled, PendingSubscribe};
+pub use health::JsHealthWork;
+pub use lifecycle::{ActiveGuard, Lifeline, State};
+
+use crate::fanout::outbox::{CloseReason, Outbox};
+use crate::fanout::{FanOut, Job, Member};
+use crate::gate::Gatekeeper;
+use crate::options::Options;
+use crate::registry::{RecordKey, Registry, RegistryCounts, Transport};
+use crate::stats::Stats;
+
+/// Close code sent to a subscriber whose outbound queue crossed its cap.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+
+/// Close code for a peer that floods the server with messages.
+pub const POLICY_VIOLATION: u16 = 1008;
+
+/// Close code of a connection the server removes (`removeConnection`, a replaced record).
+pub const CLOSE_NORMAL: u16 = 1000;
+
+/// Close code of every connection at shutdown.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// A new connection id in the original module's format: `conn-<ms since epoch>-<9 base36>`.
+pub fn new_connection_id() -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let mut rng = rand::rng();
+    let suffix: String = (0..9)
+        .map(|_| DIGITS[rng.random_range(0..DIGITS.len())] as char)
+        .collect();
+    format!("conn-{millis}-{suffix}")
+}
+
+/// Room for one native connection under `maxConnections`, given back on drop.
+pub struct ConnectionSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// What the binding must do with a JavaScript socket after a registry change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    /// A JavaScript socket's record left: the binding drops (and may close) its socket.
+    Js(RecordKey),
+    /// A native connection: the core closes it on the ordered path.
+    Native,
+}
+
+/// One connection as `getConnections()` shows it.
+#[derive(Debug, Clone)]
+pub struct ConnectionRow {
+    pub id: String,
+    pub key: RecordKey,
+    pub channels: Vec<String>,
+    pub alive: bool,
+    pub native: bool,
+}
+
+/// Gauges read from the registry, for `getStats()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauges {
+    pub counts: RegistryCounts,
+    pub max_queued_bytes: usize,
+    pub pending_broadcasts: usize,
+}
+
+/// The shared state of one `WebSocketManager`.
+pub struct Manager {
+    registry: RwLock<Registry>,
+    options: Options,
+    stats: Arc<Stats>,
+    lifecycle: lifecycle::Lifecycle,
+    fanout: Arc<FanOut>,
+    gatekeeper: OnceLock<Arc<dyn Gatekeeper>>,
+    /// Native connections established or mid-handshake, against `maxConnections`.
+    native_slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("options", &self.options)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    pub fn new(options: Options) -> Arc<Self> {
+        let slots = options.max_connections.min(Semaphore::MAX_PERMITS);
+        Arc::new(Self {
+            registry: RwLock::new(Registry::new()),
+            options,
+            stats: Arc::default(),
+            lifecycle: lifecycle::Lifecycle::default(),
+            fanout: Arc::default(),
+            gatekeeper: OnceLock::new(),
+            native_slots: Arc::new(Semaphore::new(slots)),
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Registry> {
+        // The registry holds plain data that stays consistent between statements, so a
+        // panic elsewhere while the lock was held does not make it unusable.
+        self.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Installs the application's checks; only the first call has an effect.
+    pub fn set_gatekeeper(&self, gatekeeper: Arc<dyn Gatekeeper>) {
+        let _ = self.gatekeeper.set(gatekeeper);
+    }
+
+    pub fn gatekeeper(&self) -> Option<&Arc<dyn Gatekeeper>> {
+        self.gatekeeper.get()
+    }
+
+    /// Reserves room for one more native connection under `maxConnections`.
+    pub fn reserve_connection(&self) -> Option<ConnectionSlot> {
+        let permit = Arc::clone(&self.native_slots).try_acquire_owned().ok()?;
+        Some(ConnectionSlot { _permit: permit })
+    }
+
+    /// Registers a JavaScript socket under `id`, replacing any record with that id. Returns
+    /// the new record's key and the key of a replaced JavaScript record, whose socket the
+    /// binding forgets (a replaced native connection is closed here).
+    pub fn add_js_connection(&self, id: &str) -> (RecordKey, Option<RecordKey>) {
+        let (key, replaced) = self.write().add(id, Transport::Js);
+        let replaced_js = replaced.and_then(|old| self.retire(&old.id, old.key, old.transport));
+        debug!(conn_id = id, "connection added");
+        (key, replaced_js)
+    }
+
+    /// Registers a native connection with what `authenticate` returned.
+    pub fn add_native_connection(
+        &self,
+        id: &str,
+        outbox: &Arc<Outbox>,
+        meta: Option<String>,
+    ) -> RecordKey {
+        let (key, replaced) = {
+            let mut registry = self.write();
+            let added = registry.add(id, Transport::Native(Arc::clone(outbox)));
+            registry.set_meta(id, added.0, meta.map(Arc::from));
+            added
+        };
+        if let Some(old) = replaced {
+            self.retire(&old.id, old.key, old.transport);
+        }
+        info!(conn_id = id, "native connection established");
+        key
+    }
+
+    /// Closes a record that left the registry; returns its key when it was a JavaScript
+    /// socket, for the binding to forget.
+    fn retire(&self, id: &str, key: RecordKey, transport: Transport) -> Option<RecordKey> {
+        match transport {
+            Transport::Js => Some(key),
+            Transport::Native(outbox) => {
+                self.submit(Job::Close {
+                    member: Member {
+                        key,
+                        id: Arc::from(id),
+                        outbox,
+                    },
+                    reason: CloseReason::Server { code: CLOSE_NORMAL },
+                });
+                None
+            }
+        }
+    }
+
+    /// `removeConnection(id)`: forgets the record; a native connection is closed after
+    /// every broadcast made before this call.
+    pub fn remove_connection(&self, id: &str) -> Option<Removed> {
+        let connection = self.write().remove(id)?;
+        info!(conn_id = id, "connection removed");
+        Some(
+            match self.retire(&connection.id, connection.key, connection.transport) {
+                Some(key) => Removed::Js(key),
+                None => Removed::Native,
+            },
+        )
+    }
+
+    /// A record whose socket closed leaves the registry (if it is still the record under
+    /// its id). Returns whether it did.
+    pub fn connection_closed(&self, id: &str, key: RecordKey) -> bool {
+        let removed = self.write().remove_record(id, key);
+        if let Some(connection) = &removed {
+            if connection.transport.is_native() {
+                self.submit(Job::Forget { key });
+            }
+            info!(conn_id = id, "connection closed");
+        }
+        removed.is_some()
+    }
+
+    /// A pong (or any sign of life) from a connection.
+    pub fn mark_alive(&self, id: &str, key: RecordKey) {
+        self.write().mark_alive(id, key);
+    }
+
+    /// Ids of the connections subscribed to `channel`, oldest first.
+    pub fn subscriber_ids(&self, channel: &str) -> Vec<String> {
+        self.read()
+            .subscribers(channel)
+            .into_iter()
+            .map(|s| s.id.to_string())
+            .collect()
+    }
+
+    /// The channels of a connection in subscription order.
+    pub fn channels_of(&self, id: &str) -> Vec<String> {
+        self.read()
+            .channels_of(id)
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    }
+
+    /// Every connection, in registration order.
+    pub fn connection_rows(&self) -> Vec<ConnectionRow> {
+        self.read()
+            .connections()
+            .into_iter()
+            .map(|c| ConnectionRow {
+                id: c.id.to_string(),
+                key: c.key,
+                channels: c.channels.iter().map(|ch| ch.to_string()).collect(),
+                alive: c.alive,
+                native: c.transport.is_native(),
+            })
+            .collect()
+    }
+
+    /// The key and transport of the record under `id`.
+    pub fn lookup(&self, id: &str) -> Option<(RecordKey, bool)> {
+        self.read()
+            .get(id)
+            .map(|c| (c.key, c.transport.is_native()))
+    }
+
+    /// Whether the record `key` under `id` is a native connection that can still be
+    /// written to.
+    pub fn native_is_open(&self, id: &str, key: RecordKey) -> bool {
+        self.native_member(id, key)
+            .is_some_and(|m| m.outbox.closed().is_none())
+    }
+
+    fn native_member(&self, id: &str, key: RecordKey) -> Option<Member> {
+        self.read()
+            .get(id)
+            .filter(|c| c.key == key)
+            .and_then(broadcast::member_of)
+    }
+
+    /// Gauges for `getStats()`.
+    pub fn gauges(&self) -> Gauges {
+        let (counts, max_queued_bytes) = {
+            let registry = self.read();
+            (registry.counts(), registry.max_queued_bytes())
+        };
+        Gauges {
+            counts,
+            max_queued_bytes,
+            pending_broadcasts: self.fanout.pending(),
+        }
+    }
+
+    /// Queues a job on the ordered path to native connections.
+    fn submit(&self, job: Job) {
+        self.ensure_fanout_task();
+        self.fanout.submit(job, &self.stats);
+    }
+}
+
+#[cfg(test)]
+mod tests;
