@@ -5,6 +5,7 @@
 //! - [`manager`]: the core `Manager` — every decision of a `WebSocketManager` for both
 //!   transports: dispatch of client messages, broadcasts, health verdicts, lifecycle and
 //!   shutdown. It owns the registry; nothing else changes it.
+//! - [`history`]: per-channel `seq` / `epoch` and the kept events a resuming client gets.
 //! - [`registry`]: connections, their channel sets and the channel → subscribers index.
 //! - [`fanout`]: the ordered path to native connections (one job queue for broadcasts,
 //!   sends, subscription changes and closes) and each connection's bounded outbox.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod fanout;
 pub mod gate;
 pub mod handshake;
+pub mod history;
 pub mod manager;
 pub mod options;
 pub mod protocol;

@@ -36,6 +36,26 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// flooding peer from monopolising the core.
 pub const DEFAULT_MAX_MESSAGES_PER_SECOND: u32 = 100;
 
+/// How long a request handler may take before the client is answered `TIMEOUT`: the Cluso
+/// web client gives up after 30 s, so an answer later than that reaches nobody.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests one connection may have in flight; one more is answered `BUSY`. A UI awaits a
+/// few at a time; 16 bounds what one client can make the application work on at once.
+pub const DEFAULT_MAX_PENDING_REQUESTS_PER_CONNECTION: usize = 16;
+
+/// Events kept per channel for resuming clients. Off by default, so the drop-in wire stays
+/// byte-identical to the original's (no `seq` / `epoch` on events).
+pub const DEFAULT_HISTORY_SIZE: usize = 0;
+
+/// How long a kept event stays resumable: long enough for a laptop lid or a server
+/// restart behind a load balancer, short enough that a forgotten channel frees its memory.
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(300);
+
+/// Bytes of kept events per channel: with the size limit, what bounds history memory
+/// whatever the traffic (a few thousand typical events).
+pub const DEFAULT_HISTORY_MAX_BYTES: usize = 1024 * 1024;
+
 /// Longest channel name a client may use, in UTF-8 bytes.
 pub const MAX_CHANNEL_NAME_BYTES: usize = 128;
 
@@ -52,6 +72,35 @@ pub struct Options {
     pub max_messages_per_second: u32,
     /// How long `authenticate` / `authorizeSubscribe` may take before the request is refused.
     pub decision_timeout: Duration,
+    /// `None`: handlers may take as long as they like.
+    pub request_timeout: Option<Duration>,
+    pub max_pending_requests_per_connection: usize,
+    pub history: HistoryOptions,
+}
+
+/// What each channel keeps for resuming clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryOptions {
+    /// Events kept per channel; `0` turns history (and `seq` / `epoch`) off.
+    pub size: usize,
+    pub ttl: Duration,
+    pub max_bytes: usize,
+}
+
+impl HistoryOptions {
+    pub fn enabled(&self) -> bool {
+        self.size > 0
+    }
+}
+
+impl Default for HistoryOptions {
+    fn default() -> Self {
+        Self {
+            size: DEFAULT_HISTORY_SIZE,
+            ttl: DEFAULT_HISTORY_TTL,
+            max_bytes: DEFAULT_HISTORY_MAX_BYTES,
+        }
+    }
 }
 
 impl Default for Options {
@@ -64,6 +113,9 @@ impl Default for Options {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_messages_per_second: DEFAULT_MAX_MESSAGES_PER_SECOND,
             decision_timeout: crate::gate::DEFAULT_DECISION_TIMEOUT,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            max_pending_requests_per_connection: DEFAULT_MAX_PENDING_REQUESTS_PER_CONNECTION,
+            history: HistoryOptions::default(),
         }
     }
 }

@@ -13,6 +13,37 @@ pub struct Stats {
     slow_consumer_disconnects: AtomicU64,
     rejected_handshakes: AtomicU64,
     dead_peers_removed: AtomicU64,
+    requests: [AtomicU64; RequestResult::ALL.len()],
+}
+
+/// How one handler call ended, for `cluso_ws_requests_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestResult {
+    Ok,
+    Error,
+    Timeout,
+    Busy,
+    NoHandler,
+}
+
+impl RequestResult {
+    pub const ALL: [RequestResult; 5] = [
+        RequestResult::Ok,
+        RequestResult::Error,
+        RequestResult::Timeout,
+        RequestResult::Busy,
+        RequestResult::NoHandler,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestResult::Ok => "ok",
+            RequestResult::Error => "error",
+            RequestResult::Timeout => "timeout",
+            RequestResult::Busy => "busy",
+            RequestResult::NoHandler => "no_handler",
+        }
+    }
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -25,6 +56,8 @@ pub struct StatsSnapshot {
     pub slow_consumer_disconnects: u64,
     pub rejected_handshakes: u64,
     pub dead_peers_removed: u64,
+    /// Handler calls by result, in the order of [`RequestResult::ALL`].
+    pub requests: [u64; RequestResult::ALL.len()],
 }
 
 impl Stats {
@@ -54,6 +87,10 @@ impl Stats {
         self.dead_peers_removed.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_request(&self, result: RequestResult) {
+        self.requests[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             broadcasts: self.broadcasts.load(Ordering::Relaxed),
@@ -63,6 +100,7 @@ impl Stats {
             slow_consumer_disconnects: self.slow_consumer_disconnects.load(Ordering::Relaxed),
             rejected_handshakes: self.rejected_handshakes.load(Ordering::Relaxed),
             dead_peers_removed: self.dead_peers_removed.load(Ordering::Relaxed),
+            requests: std::array::from_fn(|i| self.requests[i].load(Ordering::Relaxed)),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod codes {
     pub const INVALID_SOCKET: &str = "ERR_CLUSO_INVALID_SOCKET";
     pub const INVALID_MANAGER: &str = "ERR_CLUSO_INVALID_MANAGER";
     pub const INVALID_CHANNEL: &str = "ERR_CLUSO_INVALID_CHANNEL";
+    pub const INVALID_HANDLER: &str = "ERR_CLUSO_INVALID_HANDLER";
 }
 
 /// An error whose JavaScript `code` is `code`: thrown now, reported as pending.

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use napi::bindgen_prelude::{FunctionCallContext, Unknown};
 use napi::{Env, JsValue};
@@ -24,13 +24,6 @@ use crate::handshake::HandshakePolicy;
 use crate::manager::{Change, Handled, Manager};
 use crate::registry::RecordKey;
 
-/// A result the runtime hands back to the JavaScript thread for a JavaScript socket.
-pub(super) struct Authorized {
-    id: Arc<str>,
-    key: RecordKey,
-    handled: Handled,
-}
-
 /// JavaScript-thread state shared by the manager and the listeners it installs on sockets.
 pub(super) struct Shared {
     pub(super) core: Arc<Manager>,
@@ -39,8 +32,8 @@ pub(super) struct Shared {
     /// Set by the runtime's timer when a tick for JavaScript sockets is due; ticks that
     /// come while one is pending (a blocked event loop) collapse into it.
     pub(super) health_due: Arc<AtomicBool>,
-    /// Subscribe decisions for JavaScript sockets, made on the runtime.
-    pub(super) authorized: Arc<Mutex<Vec<Authorized>>>,
+    /// The application's request handlers.
+    pub(super) handlers: super::requests::Handlers,
     /// Wakes this thread from the runtime.
     pub(super) waker: RefCell<Option<Arc<Waker>>>,
     pub(super) keep_alive: KeepAlive,
@@ -225,7 +218,7 @@ impl Shared {
                     let data = ctx
                         .get::<Unknown>(0)
                         .map_or_else(|_| js.undefined(), |d| d.raw());
-                    shared.on_message(js, &id, key, data);
+                    shared.on_message(ctx.env, &id, key, data);
                 });
                 Ok(())
             },
@@ -233,24 +226,35 @@ impl Shared {
         js_socket::listen(Js::new(env), ws, "message", on_message.raw())
     }
 
-    fn on_message(&self, js: Js, id: &Arc<str>, key: RecordKey, data: Raw) {
+    fn on_message(self: &Rc<Self>, env: &Env, id: &Arc<str>, key: RecordKey, data: Raw) {
+        let js = Js::new(env);
         let text = js_socket::message_text(js, data);
         let core = &self.core;
         let handled = self
             .sockets
             .rate_check(key, |bucket| core.handle_message(id, bucket, &text))
             .unwrap_or(Handled::Nothing);
-        self.carry_out(js, id, key, handled);
+        self.carry_out(env, id, key, handled);
     }
 
-    /// Does what the core decided for one message of a JavaScript socket.
-    fn carry_out(&self, js: Js, id: &Arc<str>, key: RecordKey, handled: Handled) {
+    /// Does what the core decided for one message of a JavaScript socket (or, for a
+    /// handler call, of any connection).
+    fn carry_out(self: &Rc<Self>, env: &Env, id: &Arc<str>, key: RecordKey, handled: Handled) {
+        let js = Js::new(env);
         match handled {
             Handled::Reply(reply) => self.reply(js, id, key, &reply),
-            Handled::Changed { reply, change } => {
+            Handled::Changed {
+                reply,
+                change,
+                replay,
+            } => {
                 self.apply_change(js, key, &change);
                 self.reply(js, id, key, &reply);
+                for event in replay {
+                    self.reply(js, id, key, &event);
+                }
             }
+            Handled::Invoke(invocation) => self.run_invocation(env, invocation),
             Handled::Nothing | Handled::Dropped => {}
             Handled::Close(code) => {
                 if let Some(ws) = self.sockets.ws(js, key) {
@@ -263,19 +267,7 @@ impl Shared {
                 // The decision is the core's, on the runtime; its result comes back to
                 // this thread through the waker, keyed by record — no JavaScript value is
                 // held while it is pending.
-                let core = Arc::clone(&self.core);
-                let inbox = Arc::clone(&self.authorized);
-                let waker = self.waker.borrow().clone();
-                let id = Arc::clone(id);
-                core.clone().spawn(async move {
-                    let handled = core.authorize(pending).await;
-                    let mut pending = inbox.lock().unwrap_or_else(|p| p.into_inner());
-                    pending.push(Authorized { id, key, handled });
-                    drop(pending);
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
-                });
+                self.core.authorize_for_js(Arc::clone(id), key, pending);
             }
         }
     }
@@ -287,14 +279,11 @@ impl Shared {
     }
 
     /// Runs on the JavaScript thread whenever a runtime task wakes it.
-    pub(super) fn on_wake(&self, env: &Env) {
-        let js = Js::new(env);
-        let decided =
-            std::mem::take(&mut *self.authorized.lock().unwrap_or_else(|p| p.into_inner()));
-        for Authorized { id, key, handled } in decided {
-            self.carry_out(js, &id, key, handled);
+    pub(super) fn on_wake(self: &Rc<Self>, env: &Env) {
+        for delivery in self.core.take_js_deliveries() {
+            self.carry_out(env, &delivery.id, delivery.key, delivery.handled);
         }
-        self.run_health_work(js);
+        self.run_health_work(Js::new(env));
         self.reconcile_keep_alive(env);
     }
 

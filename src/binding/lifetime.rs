@@ -40,7 +40,11 @@ impl Waker {
 
 impl Lifeline for Waker {
     fn active_changed(&self, _active: usize) {
-        self.wake();
+        Waker::wake(self);
+    }
+
+    fn wake(&self) {
+        Waker::wake(self);
     }
 }
 

@@ -153,7 +153,7 @@ impl WebSocketManager {
             policy: options.policy,
             attachments: RefCell::default(),
             pinned: RefCell::default(),
-            authorized: Arc::default(),
+            handlers: Default::default(),
             warned_after_shutdown: RefCell::default(),
             shutdown_promise: RefCell::default(),
         });
@@ -248,11 +248,19 @@ impl WebSocketManager {
             .sockets
             .fanout()
             .envelope(js, channel.raw(), data.raw(), timestamp)?;
-        let bytes = js.utf8_len(text) as u64;
-        if targets.native > 0 {
-            let owned = js.string(text).unwrap_or_default();
-            core.publish(&name, Utf8Bytes::from(owned));
-        }
+        let (text, bytes) = if core.history_enabled() {
+            // Numbered and kept in the core; the JavaScript sockets get the same text.
+            let envelope = js.string(text).unwrap_or_default();
+            let sequenced = core.publish_sequenced(&name, &envelope);
+            (js.create_string(&sequenced)?, sequenced.len() as u64)
+        } else {
+            let bytes = js.utf8_len(text) as u64;
+            if targets.native > 0 {
+                let owned = js.string(text).unwrap_or_default();
+                core.publish(&name, Utf8Bytes::from(owned));
+            }
+            (text, bytes)
+        };
         let failed = if targets.js > 0 {
             // The index is keyed by the registry's name for the channel (a JavaScript
             // string with unpaired surrogates differs from it), so look it up by that.

@@ -15,6 +15,7 @@ mod manager;
 mod native_socket;
 mod native_transport;
 mod options;
+mod requests;
 mod types;
 
 #[napi_derive::module_init]

@@ -10,9 +10,11 @@ use crate::handshake::{AllowedHosts, AuthToken, HandshakePolicy, OriginPolicy};
 use super::gate::Callback;
 use crate::gate::DEFAULT_DECISION_TIMEOUT;
 use crate::options::{
-    Options, DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION, DEFAULT_MAX_CONNECTIONS,
+    HistoryOptions, Options, DEFAULT_HISTORY_MAX_BYTES, DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL,
+    DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MESSAGES_PER_SECOND, DEFAULT_MAX_PAYLOAD_BYTES,
-    DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+    DEFAULT_MAX_PENDING_REQUESTS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+    DEFAULT_REQUEST_TIMEOUT,
 };
 
 /// Options of `new WebSocketManager(wss, options)`. Every limit has a default; see the
@@ -85,6 +87,24 @@ pub struct ManagerOptions {
     /// a whole burst of refusals is closed with 1008. `0` disables the limit.
     /// @default 100
     pub max_messages_per_second: Option<f64>,
+    /// Milliseconds a request handler (`handle()`) may take before the client is answered
+    /// with code `TIMEOUT`. `0` waits for ever.
+    /// @default 30000
+    pub request_timeout_ms: Option<f64>,
+    /// Requests one connection may have in flight; one more is answered with code `BUSY`.
+    /// @default 16
+    pub max_pending_requests_per_connection: Option<f64>,
+    /// Events kept per channel so a client that reconnects can resume (`since`). With it
+    /// on, every event carries `seq` and `epoch`. `0` turns history off and keeps the wire
+    /// byte-identical to the original module's.
+    /// @default 0
+    pub history_size: Option<f64>,
+    /// Milliseconds a kept event stays resumable.
+    /// @default 300000
+    pub history_ttl_ms: Option<f64>,
+    /// Bytes of kept events per channel; the oldest go first.
+    /// @default 1048576
+    pub history_max_bytes: Option<f64>,
 }
 
 /// Options converted for the core: the manager's limits, its handshake policy and the
@@ -191,6 +211,36 @@ impl ManagerOptions {
                 DEFAULT_DECISION_TIMEOUT.as_millis() as usize,
                 1,
             )? as u64),
+            request_timeout: {
+                let ms = whole(
+                    "requestTimeoutMs",
+                    self.request_timeout_ms,
+                    DEFAULT_REQUEST_TIMEOUT.as_millis() as usize,
+                    0,
+                )?;
+                (ms > 0).then(|| Duration::from_millis(ms as u64))
+            },
+            max_pending_requests_per_connection: whole(
+                "maxPendingRequestsPerConnection",
+                self.max_pending_requests_per_connection,
+                DEFAULT_MAX_PENDING_REQUESTS_PER_CONNECTION,
+                1,
+            )?,
+            history: HistoryOptions {
+                size: whole("historySize", self.history_size, DEFAULT_HISTORY_SIZE, 0)?,
+                ttl: Duration::from_millis(whole(
+                    "historyTtlMs",
+                    self.history_ttl_ms,
+                    DEFAULT_HISTORY_TTL.as_millis() as usize,
+                    1,
+                )? as u64),
+                max_bytes: whole(
+                    "historyMaxBytes",
+                    self.history_max_bytes,
+                    DEFAULT_HISTORY_MAX_BYTES,
+                    1,
+                )?,
+            },
         })
     }
 }

@@ -190,6 +190,10 @@ pub struct WSEvent {
     #[napi(ts_type = "unknown")]
     pub data: serde_json_placeholder::Unknown,
     pub timestamp: String,
+    /// The event's number on its channel (one more per broadcast), with `historySize` on.
+    pub seq: Option<f64>,
+    /// The run of the channel's numbering `seq` belongs to, with `historySize` on.
+    pub epoch: Option<String>,
 }
 
 /// One registered connection, as `getConnections()` returns it.

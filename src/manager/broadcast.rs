@@ -48,6 +48,25 @@ impl Manager {
         });
     }
 
+    /// Whether events are numbered and kept (`historySize` > 0).
+    pub fn history_enabled(&self) -> bool {
+        self.options.history.enabled()
+    }
+
+    /// Numbers one event of `channel` and keeps it (history on), then hands it to the
+    /// native subscribers on the ordered path — under the history lock, so a resume never
+    /// falls between the numbering and the delivery. Returns the numbered text.
+    pub fn publish_sequenced(&self, channel: &str, envelope: &str) -> Utf8Bytes {
+        let mut history = self.history();
+        let text = history.record(channel, envelope, std::time::Instant::now());
+        self.submit(Job::Broadcast {
+            channel: Arc::from(channel),
+            text: text.clone(),
+        });
+        drop(history);
+        text
+    }
+
     /// Counts one broadcast of `bytes` bytes to `targets`, of which `failed` JavaScript
     /// sends failed; logs the original module's `N success, M failed` line.
     pub fn record_broadcast(

@@ -12,11 +12,12 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{debug, warn};
 
 use super::broadcast::member_of;
-use super::{Manager, POLICY_VIOLATION};
+use super::{Invocation, JsDelivery, Manager, POLICY_VIOLATION};
 use crate::fanout::{Job, Member};
 use crate::gate::{self, ConnectionInfo};
-use crate::protocol::{self, codes, Command, RequestId};
+use crate::protocol::{self, codes, Command, RequestId, Since};
 use crate::rate::{Admit, TokenBucket};
+use crate::registry::RecordKey;
 use crate::registry::SubscribeOutcome;
 
 /// What the caller does after one client message.
@@ -25,8 +26,14 @@ pub enum Handled {
     /// Send this reply to the (JavaScript) socket.
     Reply(String),
     /// Mirror this subscription change into the JavaScript fan-out index, then send the
-    /// reply.
-    Changed { reply: String, change: Change },
+    /// reply, then the replayed events (a resume).
+    Changed {
+        reply: String,
+        change: Change,
+        replay: Vec<Utf8Bytes>,
+    },
+    /// Run an application handler (a JavaScript socket's call).
+    Invoke(Invocation),
     /// Nothing to do.
     Nothing,
     /// Over the rate limit; dropped without a reply.
@@ -60,6 +67,7 @@ pub enum Change {
 pub struct PendingSubscribe {
     req: Option<RequestId>,
     channel: String,
+    since: Option<Since>,
     connection: ConnectionInfo,
 }
 
@@ -73,7 +81,7 @@ impl Manager {
     /// Handles one inbound message of connection `id`: the rate limit first, then the
     /// message itself.
     pub fn handle_message(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         bucket: &mut Option<TokenBucket>,
         text: &str,
@@ -109,11 +117,23 @@ impl Manager {
     }
 
     /// Handles one text message from connection `id` (the rate limit already passed).
-    pub fn handle_client_text(&self, id: &str, text: &str) -> Handled {
+    pub fn handle_client_text(self: &Arc<Self>, id: &str, text: &str) -> Handled {
         let handled = match protocol::parse(text) {
-            Command::Subscribe { id: req, channel } => self.begin_subscribe(id, req, channel),
+            Command::Subscribe {
+                id: req,
+                channel,
+                since,
+            } => self.begin_subscribe(id, req, channel, since),
+            Command::InvalidSince { id: req } => {
+                warn!(conn_id = id, "invalid since");
+                Handled::Reply(protocol::error(
+                    req.as_ref(),
+                    "since must be an object with a non-empty string epoch and an integer seq >= 0",
+                    codes::INVALID_SINCE,
+                ))
+            }
             Command::Unsubscribe { id: req, channel } => self.client_unsubscribe(id, req, channel),
-            Command::Request { id: req } => Handled::Reply(protocol::no_handler(req.as_ref())),
+            Command::Call(call) => self.begin_call(id, call),
             Command::Ping { id: req } => Handled::Reply(protocol::pong(req.as_ref())),
             Command::MissingChannel => Handled::Nothing,
             Command::InvalidChannel { id: req, problem } => {
@@ -139,18 +159,22 @@ impl Manager {
     /// Sends a native connection's reply on the ordered path; a JavaScript socket's goes
     /// back to the binding.
     fn route(&self, id: &str, handled: Handled) -> Handled {
-        let Handled::Reply(reply) = handled else {
-            return handled;
-        };
-        match self.current_native_member(id) {
-            Some(member) => {
-                self.submit(Job::Send {
-                    member,
-                    text: Utf8Bytes::from(reply),
-                });
+        match handled {
+            Handled::Reply(reply) => match self.current_native_member(id) {
+                Some(member) => {
+                    self.submit(Job::Send {
+                        member,
+                        text: Utf8Bytes::from(reply),
+                    });
+                    Handled::Nothing
+                }
+                None => Handled::Reply(reply),
+            },
+            Handled::Invoke(invocation) if self.current_native_member(id).is_some() => {
+                self.forward(invocation);
                 Handled::Nothing
             }
-            None => Handled::Reply(reply),
+            other => other,
         }
     }
 
@@ -180,13 +204,20 @@ impl Manager {
             None => Handled::Changed {
                 reply,
                 change: Change::Unsubscribed(channel),
+                replay: Vec::new(),
             },
         }
     }
 
     /// A client subscribe: answered at once, or handed to the application's
     /// `authorizeSubscribe` first when it set one and the subscription would be new.
-    fn begin_subscribe(&self, id: &str, req: Option<RequestId>, channel: String) -> Handled {
+    fn begin_subscribe(
+        &self,
+        id: &str,
+        req: Option<RequestId>,
+        channel: String,
+        since: Option<Since>,
+    ) -> Handled {
         let limit = self.options.max_subscriptions_per_connection;
         let state = self.read().get(id).map(|c| {
             (
@@ -197,7 +228,9 @@ impl Manager {
         });
         match state {
             None => Handled::Nothing,
-            Some((true, _, _)) => Handled::Reply(protocol::subscribed(req.as_ref(), &channel)),
+            // Already subscribed: answered with where the channel stands; a resume (a
+            // client that saw a gap) gets the missed events again.
+            Some((true, _, _)) => self.finish_subscribe(id, req, &channel, since, true),
             Some((false, true, _)) => {
                 warn!(conn_id = id, channel, limit, "subscription limit reached");
                 Handled::Reply(limit_reached(req.as_ref(), limit))
@@ -208,11 +241,12 @@ impl Manager {
                     .get()
                     .is_some_and(|gate| gate.authorizes_subscriptions());
                 if !checked {
-                    return self.finish_subscribe(id, req, &channel, true);
+                    return self.finish_subscribe(id, req, &channel, since, true);
                 }
                 Handled::Authorize(PendingSubscribe {
                     req,
                     channel,
+                    since,
                     connection: ConnectionInfo {
                         id: Arc::from(id),
                         meta,
@@ -229,6 +263,7 @@ impl Manager {
         let PendingSubscribe {
             req,
             channel,
+            since,
             connection,
         } = pending;
         let id = Arc::clone(&connection.id);
@@ -239,15 +274,55 @@ impl Manager {
             Some(decision) => gate::decide(decision, self.options.decision_timeout, false).await,
             None => true,
         };
-        self.finish_subscribe(&id, req, &channel, allowed)
+        self.finish_subscribe(&id, req, &channel, since, allowed)
     }
 
-    /// Completes a subscribe once its authorization is known.
+    /// [`Manager::authorize`] for a JavaScript socket: decided on the runtime, carried out
+    /// on the JavaScript thread through its inbox.
+    pub fn authorize_for_js(
+        self: &Arc<Self>,
+        id: Arc<str>,
+        key: RecordKey,
+        pending: PendingSubscribe,
+    ) {
+        let manager = Arc::clone(self);
+        self.spawn(async move {
+            let handled = manager.authorize(pending).await;
+            manager.deliver_to_js(JsDelivery { id, key, handled });
+        });
+    }
+
+    /// The reply to a subscribe, with the channel's position when it keeps history; a
+    /// resume (`since`) is answered with `recovered` even where no history is kept.
+    fn subscribed_reply(
+        &self,
+        req: Option<&RequestId>,
+        channel: &str,
+        position: Option<&crate::history::Position>,
+        recovered: Option<bool>,
+    ) -> String {
+        match (position, recovered) {
+            (None, None) => protocol::subscribed(req, channel),
+            (position, recovered) => protocol::subscribed_at(
+                req,
+                channel,
+                position.map(|p| &*p.epoch),
+                position.map_or(0, |p| p.seq),
+                recovered,
+            ),
+        }
+    }
+
+    /// Completes a subscribe once its authorization is known: registers it and, on a
+    /// channel with history, answers with the channel's position and replays what a
+    /// resuming client missed — all under the history lock, so no broadcast on the channel
+    /// falls between the history read and the registration.
     fn finish_subscribe(
         &self,
         id: &str,
         req: Option<RequestId>,
         channel: &str,
+        since: Option<Since>,
         allowed: bool,
     ) -> Handled {
         if !allowed {
@@ -265,41 +340,49 @@ impl Manager {
             );
         }
         let limit = self.options.max_subscriptions_per_connection;
+        let mut history = self.history();
         let (outcome, member) = {
             let mut registry = self.write();
             let outcome = registry.subscribe(id, channel, Some(limit));
-            let member = registry
-                .get(id)
-                .filter(|_| outcome == SubscribeOutcome::Added)
-                .and_then(member_of);
+            let member = registry.get(id).and_then(member_of);
             (outcome, member)
         };
+        let resume = history
+            .enabled()
+            .then(|| history.resume(channel, since.as_ref(), Instant::now()));
+        let position = resume.as_ref().map(|r| &r.position);
+        let recovered = since
+            .as_ref()
+            .map(|_| resume.as_ref().is_some_and(|r| r.replay.is_some()));
         let reply = match outcome {
-            SubscribeOutcome::Added => protocol::subscribed(req.as_ref(), channel),
-            SubscribeOutcome::AlreadySubscribed => {
-                return self.route(
-                    id,
-                    Handled::Reply(protocol::subscribed(req.as_ref(), channel)),
-                )
+            SubscribeOutcome::Added | SubscribeOutcome::AlreadySubscribed => {
+                self.subscribed_reply(req.as_ref(), channel, position, recovered)
             }
             SubscribeOutcome::LimitReached => {
-                return self.route(id, Handled::Reply(limit_reached(req.as_ref(), limit)))
+                drop(history);
+                return self.route(id, Handled::Reply(limit_reached(req.as_ref(), limit)));
             }
             SubscribeOutcome::UnknownConnection => return Handled::Nothing,
         };
-        debug!(conn_id = id, channel, "subscribed");
+        let replay = resume.and_then(|r| r.replay).unwrap_or_default();
+        debug!(conn_id = id, channel, replayed = replay.len(), "subscribed");
+        // A repeated subscribe goes the same way: adding to either index is idempotent.
         match member {
             Some(member) => {
+                let mut before = Vec::with_capacity(1 + replay.len());
+                before.push(Utf8Bytes::from(reply));
+                before.extend(replay);
                 self.submit(Job::Subscribe {
                     channel: Arc::from(channel),
                     member,
-                    before: vec![Utf8Bytes::from(reply)],
+                    before,
                 });
                 Handled::Nothing
             }
             None => Handled::Changed {
                 reply,
                 change: Change::Subscribed(channel.to_owned()),
+                replay,
             },
         }
     }

@@ -35,6 +35,8 @@ const CLOSED: u8 = 2;
 /// connections) crosses zero, so the host can keep its process alive while any exist.
 pub trait Lifeline: Send + Sync {
     fn active_changed(&self, active: usize);
+    /// Asks the JavaScript thread to collect what the runtime handed it.
+    fn wake(&self);
 }
 
 #[derive(Default)]
@@ -46,6 +48,15 @@ pub(super) struct Lifecycle {
     active: AtomicUsize,
     lifeline: OnceLock<Arc<dyn Lifeline>>,
     fanout_started: AtomicBool,
+}
+
+impl Lifecycle {
+    /// Wakes the JavaScript thread, if a host installed its lifeline.
+    pub(super) fn wake_js(&self) {
+        if let Some(lifeline) = self.lifeline.get() {
+            lifeline.wake();
+        }
+    }
 }
 
 /// Counts one live native resource while it exists.

@@ -9,6 +9,11 @@
 //! - [`broadcast`]: broadcasts, direct sends and server-side subscription changes.
 //! - [`health`]: the ping/pong verdicts for both transports.
 //! - [`lifecycle`]: Running → Closing → Closed, background tasks and shutdown.
+//! - [`requests`]: request handlers — calls in flight, timeouts, answers.
+//!
+//! History (per-channel `seq`, `epoch` and kept events) is [`crate::history`]; its lock is
+//! taken before the registry's wherever both are held, so a resume's registration and
+//! history read are atomic with respect to broadcasts on that channel.
 //!
 //! Locking: the registry sits behind one `RwLock`, never held across an `.await` or a call
 //! into JavaScript.
@@ -17,8 +22,9 @@ mod broadcast;
 mod dispatch;
 mod health;
 mod lifecycle;
+mod requests;
 
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
@@ -29,10 +35,12 @@ pub use broadcast::{BroadcastTargets, JsChange};
 pub use dispatch::{Change, Handled, PendingSubscribe};
 pub use health::JsHealthWork;
 pub use lifecycle::{ActiveGuard, Lifeline, State};
+pub use requests::{CallOutcome, Invocation, Ticket};
 
 use crate::fanout::outbox::{CloseReason, Outbox};
 use crate::fanout::{FanOut, Job, Member};
 use crate::gate::Gatekeeper;
+use crate::history::History;
 use crate::options::Options;
 use crate::registry::{RecordKey, Registry, RegistryCounts, Transport};
 use crate::stats::Stats;
@@ -95,6 +103,16 @@ pub struct Gauges {
     pub pending_broadcasts: usize,
 }
 
+/// Something the JavaScript thread must carry out, decided on the runtime: an
+/// authorization or a request's timeout for a JavaScript socket, or a native connection's
+/// handler call.
+#[derive(Debug)]
+pub struct JsDelivery {
+    pub id: Arc<str>,
+    pub key: RecordKey,
+    pub handled: Handled,
+}
+
 /// The shared state of one `WebSocketManager`.
 pub struct Manager {
     registry: RwLock<Registry>,
@@ -105,6 +123,9 @@ pub struct Manager {
     gatekeeper: OnceLock<Arc<dyn Gatekeeper>>,
     /// Native connections established or mid-handshake, against `maxConnections`.
     native_slots: Arc<Semaphore>,
+    requests: requests::Requests,
+    history: Mutex<History>,
+    js_inbox: Mutex<Vec<JsDelivery>>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -121,12 +142,15 @@ impl Manager {
         let slots = options.max_connections.min(Semaphore::MAX_PERMITS);
         Arc::new(Self {
             registry: RwLock::new(Registry::new()),
+            history: Mutex::new(History::new(options.history)),
             options,
             stats: Arc::default(),
             lifecycle: lifecycle::Lifecycle::default(),
             fanout: Arc::default(),
             gatekeeper: OnceLock::new(),
             native_slots: Arc::new(Semaphore::new(slots)),
+            requests: requests::Requests::default(),
+            js_inbox: Mutex::default(),
         })
     }
 
@@ -146,6 +170,25 @@ impl Manager {
 
     fn write(&self) -> RwLockWriteGuard<'_, Registry> {
         self.registry.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The history lock: taken before the registry's, never after.
+    fn history(&self) -> MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands something to the JavaScript thread and wakes it.
+    fn deliver_to_js(&self, delivery: JsDelivery) {
+        self.js_inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(delivery);
+        self.lifecycle.wake_js();
+    }
+
+    /// What the runtime decided for JavaScript sockets since the last call.
+    pub fn take_js_deliveries(&self) -> Vec<JsDelivery> {
+        std::mem::take(&mut *self.js_inbox.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Installs the application's checks; only the first call has an effect.

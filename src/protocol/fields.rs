@@ -1,5 +1,6 @@
-//! Reads the three members of a client message the protocol acts on — `type`, `id`,
-//! `channel` — the way `JSON.parse` would see them, without building the rest.
+//! Reads the members of a client message the protocol acts on — `type`, `id`, `channel`,
+//! `handler`, `data`, `since` — the way `JSON.parse` would see them, without building the
+//! rest.
 //!
 //! The whole text is still validated as JSON, but every other member is skipped, not
 //! materialised: a `data` nested hundreds of levels deep (which `JSON.parse` accepts) is
@@ -16,16 +17,23 @@ use serde_json::value::RawValue;
 #[derive(Debug, Default)]
 pub enum TopLevel<'a> {
     /// An object, with the raw text of the members that matter.
-    Object {
-        kind: Option<&'a RawValue>,
-        id: Option<&'a RawValue>,
-        channel: Option<&'a RawValue>,
-    },
+    Object(Members<'a>),
     /// JSON `null`.
     Null,
     /// Any other JSON value (number, string, boolean, array).
     #[default]
     Other,
+}
+
+/// The raw text of the members that matter; absent members are `None`.
+#[derive(Debug, Default)]
+pub struct Members<'a> {
+    pub kind: Option<&'a RawValue>,
+    pub id: Option<&'a RawValue>,
+    pub channel: Option<&'a RawValue>,
+    pub handler: Option<&'a RawValue>,
+    pub data: Option<&'a RawValue>,
+    pub since: Option<&'a RawValue>,
 }
 
 /// A member name, read as bytes: JSON.parse accepts any string as a key, unpaired
@@ -34,6 +42,9 @@ enum Key {
     Type,
     Id,
     Channel,
+    Handler,
+    Data,
+    Since,
     Other,
 }
 
@@ -50,6 +61,9 @@ impl<'de> Deserialize<'de> for Key {
                     b"type" => Key::Type,
                     b"id" => Key::Id,
                     b"channel" => Key::Channel,
+                    b"handler" => Key::Handler,
+                    b"data" => Key::Data,
+                    b"since" => Key::Since,
                     _ => Key::Other,
                 })
             }
@@ -71,18 +85,23 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut kind, mut id, mut channel) = (None, None, None);
+        let mut members = Members::default();
         while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::Type => kind = Some(map.next_value()?),
-                Key::Id => id = Some(map.next_value()?),
-                Key::Channel => channel = Some(map.next_value()?),
+            let slot = match key {
+                Key::Type => &mut members.kind,
+                Key::Id => &mut members.id,
+                Key::Channel => &mut members.channel,
+                Key::Handler => &mut members.handler,
+                Key::Data => &mut members.data,
+                Key::Since => &mut members.since,
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
+                    continue;
                 }
-            }
+            };
+            *slot = Some(map.next_value()?);
         }
-        Ok(TopLevel::Object { kind, id, channel })
+        Ok(TopLevel::Object(members))
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
@@ -208,15 +227,18 @@ mod tests {
     }
 
     #[test]
-    fn picks_the_three_members_and_skips_the_rest() {
-        let Some(TopLevel::Object { kind, id, channel }) =
-            read(r#"{"data":{"x":[1,2,{"y":null}]},"type":"subscribe","channel":"files","id":7}"#)
-        else {
+    fn picks_the_members_that_matter_and_skips_the_rest() {
+        let Some(TopLevel::Object(members)) = read(
+            r#"{"data":{"x":[1,2,{"y":null}]},"type":"subscribe","channel":"files","id":7,"z":[1],"since":{"seq":1},"handler":"h"}"#,
+        ) else {
             panic!("not an object");
         };
-        assert_eq!(raw(kind), Some(r#""subscribe""#));
-        assert_eq!(raw(id), Some("7"));
-        assert_eq!(raw(channel), Some(r#""files""#));
+        assert_eq!(raw(members.kind), Some(r#""subscribe""#));
+        assert_eq!(raw(members.id), Some("7"));
+        assert_eq!(raw(members.channel), Some(r#""files""#));
+        assert_eq!(raw(members.data), Some(r#"{"x":[1,2,{"y":null}]}"#));
+        assert_eq!(raw(members.since), Some(r#"{"seq":1}"#));
+        assert_eq!(raw(members.handler), Some(r#""h""#));
     }
 
     #[test]
@@ -237,10 +259,10 @@ mod tests {
 
     #[test]
     fn the_last_duplicate_wins() {
-        let Some(TopLevel::Object { kind, .. }) = read(r#"{"type":"a","type":"b"}"#) else {
+        let Some(TopLevel::Object(members)) = read(r#"{"type":"a","type":"b"}"#) else {
             panic!("not an object");
         };
-        assert_eq!(raw(kind), Some(r#""b""#));
+        assert_eq!(raw(members.kind), Some(r#""b""#));
     }
 
     #[test]
@@ -251,7 +273,7 @@ mod tests {
             "[".repeat(depth),
             "]".repeat(depth)
         );
-        assert!(matches!(read(&text), Some(TopLevel::Object { .. })));
+        assert!(matches!(read(&text), Some(TopLevel::Object(_))));
     }
 
     #[test]
@@ -267,9 +289,9 @@ mod tests {
     #[test]
     fn out_of_range_numbers_and_lone_surrogates_in_skipped_members_are_accepted() {
         assert!(read(r#"{"data":1e400,"x":"\ud800"}"#).is_some());
-        let Some(TopLevel::Object { kind, .. }) = read(r#"{"\ud800":1,"type":"request"}"#) else {
+        let Some(TopLevel::Object(members)) = read(r#"{"\ud800":1,"type":"request"}"#) else {
             panic!("a key with an unpaired surrogate escape must be accepted");
         };
-        assert_eq!(raw(kind), Some(r#""request""#));
+        assert_eq!(raw(members.kind), Some(r#""request""#));
     }
 }

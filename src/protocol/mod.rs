@@ -7,13 +7,17 @@
 //! caused by limits add a stable machine-readable `code` next to `error`.
 
 mod fields;
+mod responses;
+mod since;
 
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::envelope::push_json_string;
 use crate::options::MAX_CHANNEL_NAME_BYTES;
-use fields::TopLevel;
+use fields::{Members, TopLevel};
+pub use responses::*;
+pub use since::Since;
 
 /// A request's `id`, already written as `JSON.stringify(JSON.parse(text).id)` writes it,
 /// ready to be echoed in the response.
@@ -57,13 +61,18 @@ pub enum Command {
     Subscribe {
         id: Option<RequestId>,
         channel: String,
+        /// Where the client left off, to resume from.
+        since: Option<Since>,
     },
+    /// A subscribe whose `since` is not `{ epoch: non-empty string, seq: integer >= 0 }`.
+    InvalidSince { id: Option<RequestId> },
     Unsubscribe {
         id: Option<RequestId>,
         channel: String,
     },
-    /// A request; no handler mechanism exists yet, so it is answered with an error.
-    Request { id: Option<RequestId> },
+    /// A call of an application handler: `invoke` (the Cluso web client), `request` (the
+    /// original's `WSMessage.handler`) or `send` (no answer).
+    Call(Call),
     /// Application-level keep-alive for browsers, which cannot send ping frames.
     Ping { id: Option<RequestId> },
     /// subscribe / unsubscribe with a missing or falsy `channel`: the original answered
@@ -78,6 +87,39 @@ pub enum Command {
     Unknown { kind: Option<String> },
     /// Not JSON, or JSON `null`: answered with the parse error response.
     Malformed,
+}
+
+/// How a handler call was made, which decides how it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// `{"type":"invoke","id","channel","data"}`: answered when it has an id.
+    Invoke,
+    /// `{"type":"request","id","handler","data"}`: always answered, the original's way.
+    Request,
+    /// `{"type":"send","channel","data"}`: never answered.
+    Send,
+}
+
+/// One handler call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub kind: CallKind,
+    pub id: Option<RequestId>,
+    /// The handler's name; `None` when missing or not a string.
+    pub name: Option<String>,
+    /// The raw JSON text of `data`, for `JSON.parse` on the JavaScript thread.
+    pub data: Option<String>,
+}
+
+impl Call {
+    /// Whether the caller waits for an answer.
+    pub fn answered(&self) -> bool {
+        match self.kind {
+            CallKind::Request => true,
+            CallKind::Invoke => self.id.is_some(),
+            CallKind::Send => false,
+        }
+    }
 }
 
 /// Why a channel name was refused.
@@ -107,6 +149,11 @@ pub mod codes {
     pub const SUBSCRIPTION_LIMIT: &str = "SUBSCRIPTION_LIMIT";
     pub const FORBIDDEN: &str = "FORBIDDEN";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    pub const INVALID_SINCE: &str = "INVALID_SINCE";
+    pub const HANDLER_ERROR: &str = "HANDLER_ERROR";
+    pub const NO_HANDLER: &str = "NO_HANDLER";
+    pub const TIMEOUT: &str = "TIMEOUT";
+    pub const BUSY: &str = "BUSY";
 }
 
 /// Checks a client-chosen channel name: non-empty (empty is handled as missing), at most
@@ -136,16 +183,19 @@ fn is_truthy(value: &Value) -> bool {
 
 /// Parses one client text message.
 pub fn parse(text: &str) -> Command {
-    let (kind, id, channel) = match fields::read(text) {
+    let members = match fields::read(text) {
         None => return Command::Malformed,
-        Some(TopLevel::Object { kind, id, channel }) => (kind, id, channel),
+        Some(TopLevel::Object(members)) => members,
         // `JSON.parse('null').type` threw in the original; any other non-object has no
         // `type` and fell through to the unknown-type branch.
         Some(TopLevel::Null) => return Command::Malformed,
         Some(TopLevel::Other) => return Command::Unknown { kind: None },
     };
-    let id = id.map(RequestId::from_raw);
-    let kind = match kind.map(|raw| serde_json::from_str::<Value>(raw.get())) {
+    let id = members.id.map(RequestId::from_raw);
+    let kind = match members
+        .kind
+        .map(|raw| serde_json::from_str::<Value>(raw.get()))
+    {
         Some(Ok(Value::String(kind))) => kind,
         other => {
             return Command::Unknown {
@@ -154,22 +204,48 @@ pub fn parse(text: &str) -> Command {
         }
     };
     match kind.as_str() {
-        "subscribe" | "unsubscribe" => {
-            let channel = match channel_name(channel) {
-                Ok(channel) => channel,
-                Err(None) => return Command::MissingChannel,
-                Err(Some(problem)) => return Command::InvalidChannel { id, problem },
-            };
-            if kind == "subscribe" {
-                Command::Subscribe { id, channel }
-            } else {
-                Command::Unsubscribe { id, channel }
-            }
-        }
-        "request" => Command::Request { id },
+        "subscribe" | "unsubscribe" => subscription(&kind, id, &members),
+        "invoke" => call(CallKind::Invoke, id, members.channel, members.data),
+        "request" => call(CallKind::Request, id, members.handler, members.data),
+        "send" => call(CallKind::Send, id, members.channel, members.data),
         "ping" => Command::Ping { id },
         _ => Command::Unknown { kind: Some(kind) },
     }
+}
+
+fn subscription(kind: &str, id: Option<RequestId>, members: &Members<'_>) -> Command {
+    let channel = match channel_name(members.channel) {
+        Ok(channel) => channel,
+        Err(None) => return Command::MissingChannel,
+        Err(Some(problem)) => return Command::InvalidChannel { id, problem },
+    };
+    if kind == "unsubscribe" {
+        return Command::Unsubscribe { id, channel };
+    }
+    let since = match members.since.map(Since::parse) {
+        None => None,
+        Some(Some(since)) => Some(since),
+        Some(None) => return Command::InvalidSince { id },
+    };
+    Command::Subscribe { id, channel, since }
+}
+
+fn call(
+    kind: CallKind,
+    id: Option<RequestId>,
+    name: Option<&RawValue>,
+    data: Option<&RawValue>,
+) -> Command {
+    let name = name.and_then(|raw| match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::String(name)) if !name.is_empty() => Some(name),
+        _ => None,
+    });
+    Command::Call(Call {
+        kind,
+        id,
+        name,
+        data: data.map(|raw| raw.get().to_owned()),
+    })
 }
 
 /// The channel of a subscribe / unsubscribe: `Err(None)` when missing or falsy (the
@@ -237,240 +313,5 @@ fn array_index(key: &str) -> Option<u32> {
     (index != u32::MAX && index.to_string() == key).then_some(index)
 }
 
-/// `{"type":"response"[,"id":…],"data":` — the shared head of every response.
-fn response_head(id: Option<&RequestId>) -> String {
-    let mut out = String::with_capacity(96);
-    out.push_str(r#"{"type":"response""#);
-    if let Some(id) = id {
-        out.push_str(r#","id":"#);
-        out.push_str(id.as_json());
-    }
-    out.push_str(r#","data":"#);
-    out
-}
-
-/// The welcome message sent to every new connection. `cwd` is omitted when the app passed
-/// none (`JSON.stringify` drops `undefined`).
-pub fn welcome(connection_id: &str, cwd: Option<&str>) -> String {
-    let mut out = response_head(None);
-    out.push_str(r#"{"status":"connected","connectionId":"#);
-    push_json_string(&mut out, connection_id);
-    if let Some(cwd) = cwd {
-        out.push_str(r#","cwd":"#);
-        push_json_string(&mut out, cwd);
-    }
-    out.push_str("}}");
-    out
-}
-
-fn status_response(id: Option<&RequestId>, status: &str, channel: &str) -> String {
-    let mut out = response_head(id);
-    out.push_str(r#"{"status":""#);
-    out.push_str(status);
-    out.push_str(r#"","channel":"#);
-    push_json_string(&mut out, channel);
-    out.push_str("}}");
-    out
-}
-
-pub fn subscribed(id: Option<&RequestId>, channel: &str) -> String {
-    status_response(id, "subscribed", channel)
-}
-
-pub fn unsubscribed(id: Option<&RequestId>, channel: &str) -> String {
-    status_response(id, "unsubscribed", channel)
-}
-
-/// The original's answer to a request; kept byte for byte (no `code`), since clients may
-/// compare the text.
-pub fn no_handler(id: Option<&RequestId>) -> String {
-    let mut out = response_head(id);
-    out.push_str(r#"{"error":"No handler for request type"}}"#);
-    out
-}
-
-/// The original's answer to text that is not JSON, byte for byte.
-pub fn parse_error() -> String {
-    let mut out = response_head(None);
-    out.push_str(r#"{"error":"Failed to parse message"}}"#);
-    out
-}
-
-/// An error response with a stable `code`.
-pub fn error(id: Option<&RequestId>, message: &str, code: &str) -> String {
-    let mut out = response_head(id);
-    out.push_str(r#"{"error":"#);
-    push_json_string(&mut out, message);
-    out.push_str(r#","code":"#);
-    push_json_string(&mut out, code);
-    out.push_str("}}");
-    out
-}
-
-/// The answer to an application-level `{"type":"ping"}`.
-pub fn pong(id: Option<&RequestId>) -> String {
-    let mut out = String::from(r#"{"type":"pong""#);
-    if let Some(id) = id {
-        out.push_str(r#","id":"#);
-        out.push_str(id.as_json());
-    }
-    out.push('}');
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subscribe_with_id_is_parsed() {
-        assert_eq!(
-            parse(r#"{"type":"subscribe","channel":"files","id":"7"}"#),
-            Command::Subscribe {
-                id: RequestId::parse(r#""7""#),
-                channel: "files".into()
-            }
-        );
-    }
-
-    #[test]
-    fn missing_or_falsy_channel_is_ignored() {
-        for text in [
-            r#"{"type":"subscribe"}"#,
-            r#"{"type":"subscribe","channel":""}"#,
-            r#"{"type":"unsubscribe","channel":null}"#,
-            r#"{"type":"subscribe","channel":0}"#,
-            r#"{"type":"subscribe","channel":false}"#,
-        ] {
-            assert_eq!(parse(text), Command::MissingChannel, "{text}");
-        }
-    }
-
-    #[test]
-    fn non_string_channel_is_refused() {
-        assert_eq!(
-            parse(r#"{"type":"subscribe","channel":5,"id":1}"#),
-            Command::InvalidChannel {
-                id: RequestId::parse(r#"1"#),
-                problem: ChannelProblem::NotAString
-            }
-        );
-        assert!(matches!(
-            parse(r#"{"type":"subscribe","channel":{"a":1}}"#),
-            Command::InvalidChannel { .. }
-        ));
-    }
-
-    #[test]
-    fn channel_names_are_checked_at_the_boundary() {
-        assert_eq!(check_channel_name(&"a".repeat(128)), Ok(()));
-        assert_eq!(
-            check_channel_name(&"a".repeat(129)),
-            Err(ChannelProblem::TooLong)
-        );
-        assert_eq!(
-            check_channel_name("a\nb"),
-            Err(ChannelProblem::BadCharacter)
-        );
-        assert_eq!(
-            check_channel_name("a\u{85}b"),
-            Err(ChannelProblem::BadCharacter)
-        );
-        assert_eq!(check_channel_name("füles \"q\""), Ok(()));
-        assert_eq!(check_channel_name("user:42/files@main#x"), Ok(()));
-    }
-
-    #[test]
-    fn null_and_garbage_are_malformed() {
-        assert_eq!(parse("null"), Command::Malformed);
-        assert_eq!(parse("{oops"), Command::Malformed);
-        assert_eq!(parse(""), Command::Malformed);
-    }
-
-    #[test]
-    fn values_without_a_known_type_are_unknown() {
-        assert_eq!(parse("5"), Command::Unknown { kind: None });
-        assert_eq!(parse("[1,2]"), Command::Unknown { kind: None });
-        assert_eq!(parse(r#"{"channel":"x"}"#), Command::Unknown { kind: None });
-        assert_eq!(
-            parse(r#"{"type":"event"}"#),
-            Command::Unknown {
-                kind: Some("event".into())
-            }
-        );
-        assert_eq!(
-            parse(r#"{"type":7}"#),
-            Command::Unknown {
-                kind: Some("7".into())
-            }
-        );
-    }
-
-    #[test]
-    fn proto_keys_are_plain_data() {
-        assert_eq!(
-            parse(r#"{"__proto__":{"type":"subscribe"},"type":"request","id":"1"}"#),
-            Command::Request {
-                id: RequestId::parse(r#""1""#)
-            }
-        );
-    }
-
-    #[test]
-    fn responses_match_the_original_bytes() {
-        assert_eq!(
-            welcome("conn-1-abc", Some("/tmp")),
-            r#"{"type":"response","data":{"status":"connected","connectionId":"conn-1-abc","cwd":"/tmp"}}"#
-        );
-        assert_eq!(
-            welcome("conn-1-abc", None),
-            r#"{"type":"response","data":{"status":"connected","connectionId":"conn-1-abc"}}"#
-        );
-        assert_eq!(
-            subscribed(RequestId::parse(r#""7""#).as_ref(), "files"),
-            r#"{"type":"response","id":"7","data":{"status":"subscribed","channel":"files"}}"#
-        );
-        assert_eq!(
-            unsubscribed(None, "files"),
-            r#"{"type":"response","data":{"status":"unsubscribed","channel":"files"}}"#
-        );
-        assert_eq!(
-            no_handler(RequestId::parse(r#""9""#).as_ref()),
-            r#"{"type":"response","id":"9","data":{"error":"No handler for request type"}}"#
-        );
-        assert_eq!(
-            parse_error(),
-            r#"{"type":"response","data":{"error":"Failed to parse message"}}"#
-        );
-        assert_eq!(
-            error(
-                RequestId::parse(r#"3"#).as_ref(),
-                "Too many",
-                "SUBSCRIPTION_LIMIT"
-            ),
-            r#"{"type":"response","id":3,"data":{"error":"Too many","code":"SUBSCRIPTION_LIMIT"}}"#
-        );
-        assert_eq!(pong(None), r#"{"type":"pong"}"#);
-    }
-
-    #[test]
-    fn ids_are_echoed_as_javascript_would_print_them() {
-        let id = parse(r#"{"type":"request","id":1.0}"#);
-        let Command::Request { id } = id else {
-            panic!("not a request")
-        };
-        assert_eq!(
-            no_handler(id.as_ref()),
-            r#"{"type":"response","id":1,"data":{"error":"No handler for request type"}}"#
-        );
-        let big = RequestId::parse("1e21");
-        assert!(no_handler(big.as_ref()).contains(r#""id":1e+21"#));
-        let null = RequestId::parse("null");
-        assert!(no_handler(null.as_ref()).contains(r#""id":null"#));
-        let nested = RequestId::parse(r#"{"b":1,"a":[true,"x"],"2":0,"10":1,"01":2}"#);
-        assert!(no_handler(nested.as_ref())
-            .contains(r#""id":{"2":0,"10":1,"b":1,"a":[true,"x"],"01":2}"#));
-        let infinite = RequestId::parse("1e400");
-        assert!(no_handler(infinite.as_ref()).contains(r#""id":null"#));
-    }
-}
+mod tests;

@@ -163,7 +163,7 @@ where
 }
 
 async fn read_loop<S>(
-    manager: &Manager,
+    manager: &Arc<Manager>,
     id: &str,
     key: RecordKey,
     outbox: &Outbox,
@@ -202,7 +202,7 @@ where
         }
         match handled {
             // The core sends a native connection's replies on the ordered path itself.
-            Handled::Nothing | Handled::Dropped | Handled::Authorize(_) => {}
+            Handled::Nothing | Handled::Dropped | Handled::Authorize(_) | Handled::Invoke(_) => {}
             Handled::Reply(reply) | Handled::Changed { reply, .. } => {
                 manager.send_native(id, key, reply);
             }

@@ -1,0 +1,297 @@
+//! Per-channel sequence numbers and the recent events a resuming client can catch up on.
+//!
+//! With history on, every broadcast on a channel gets the next `seq` (exactly one more than
+//! the last) under the channel's `epoch`, a random name for this run of the channel's
+//! numbering: a restart or a reset shows up as a new epoch. The last events are kept,
+//! bounded three ways (count, bytes, age), so memory stays bounded whatever the traffic;
+//! the epoch and top `seq` are kept longer than the events, so a quiet channel still
+//! tells a returning client where it stands.
+//!
+//! Recovery is all or nothing (Centrifugo's rule): a client that names the same epoch and
+//! a position whose whole gap is still kept gets exactly the missed events; anything else
+//! gets none and is told so.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::Rng;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::options::HistoryOptions;
+use crate::protocol::Since;
+
+/// Characters of a generated epoch.
+const EPOCH_LENGTH: usize = 8;
+
+/// A new epoch: 8 random base-36 characters.
+fn new_epoch() -> Arc<str> {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let epoch: String = (0..EPOCH_LENGTH)
+        .map(|_| DIGITS[rng.random_range(0..DIGITS.len())] as char)
+        .collect();
+    Arc::from(epoch)
+}
+
+struct Kept {
+    seq: u64,
+    text: Utf8Bytes,
+    at: Instant,
+}
+
+/// One channel's numbering and kept events.
+pub struct ChannelHistory {
+    epoch: Arc<str>,
+    top: u64,
+    events: VecDeque<Kept>,
+    bytes: usize,
+}
+
+/// Where a channel stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub epoch: Arc<str>,
+    pub seq: u64,
+}
+
+impl ChannelHistory {
+    fn new() -> Self {
+        Self {
+            epoch: new_epoch(),
+            top: 0,
+            events: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    fn position(&self) -> Position {
+        Position {
+            epoch: Arc::clone(&self.epoch),
+            seq: self.top,
+        }
+    }
+
+    /// Drops what is over the count, byte or age limit, oldest first.
+    fn evict(&mut self, now: Instant, limits: &HistoryOptions) {
+        while let Some(oldest) = self.events.front() {
+            let over = self.events.len() > limits.size
+                || self.bytes > limits.max_bytes
+                || now.saturating_duration_since(oldest.at) > limits.ttl;
+            if !over {
+                break;
+            }
+            self.bytes -= oldest.text.len();
+            self.events.pop_front();
+        }
+    }
+}
+
+/// The events `since` missed, or `None` when they cannot all be given.
+fn missed(channel: &ChannelHistory, since: &Since) -> Option<Vec<Utf8Bytes>> {
+    if *channel.epoch != *since.epoch || since.seq > channel.top {
+        return None;
+    }
+    if since.seq == channel.top {
+        return Some(Vec::new());
+    }
+    let first_kept = channel.events.front()?.seq;
+    if first_kept > since.seq + 1 {
+        return None;
+    }
+    Some(
+        channel
+            .events
+            .iter()
+            .filter(|kept| kept.seq > since.seq)
+            .map(|kept| kept.text.clone())
+            .collect(),
+    )
+}
+
+/// What a subscribe finds on a channel with history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub position: Position,
+    /// `Some(events)` when the client resumed and every missed event is here (possibly
+    /// none); `None` when it did not ask or cannot be given the whole gap.
+    pub replay: Option<Vec<Utf8Bytes>>,
+}
+
+/// Every channel's history, for one manager.
+pub struct History {
+    limits: HistoryOptions,
+    channels: HashMap<Arc<str>, ChannelHistory>,
+}
+
+impl History {
+    pub fn new(limits: HistoryOptions) -> Self {
+        Self {
+            limits,
+            channels: HashMap::new(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.limits.enabled()
+    }
+
+    fn channel(&mut self, name: &str) -> &mut ChannelHistory {
+        if !self.channels.contains_key(name) {
+            self.channels.insert(Arc::from(name), ChannelHistory::new());
+        }
+        self.channels
+            .get_mut(name)
+            .unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    /// Numbers one event of `channel` and keeps it. `envelope` is the event's JSON text,
+    /// an object whose last member is `timestamp`; the kept (and returned) text has
+    /// `"seq":<n>,"epoch":"<epoch>"` after it.
+    pub fn record(&mut self, channel: &str, envelope: &str, now: Instant) -> Utf8Bytes {
+        let limits = self.limits;
+        let history = self.channel(channel);
+        history.top += 1;
+        let mut text = String::with_capacity(envelope.len() + 40);
+        text.push_str(envelope.strip_suffix('}').unwrap_or(envelope));
+        text.push_str(",\"seq\":");
+        text.push_str(&history.top.to_string());
+        text.push_str(",\"epoch\":\"");
+        text.push_str(&history.epoch);
+        text.push_str("\"}");
+        let text = Utf8Bytes::from(text);
+        history.bytes += text.len();
+        history.events.push_back(Kept {
+            seq: history.top,
+            text: text.clone(),
+            at: now,
+        });
+        history.evict(now, &limits);
+        text
+    }
+
+    /// Where `channel` stands and, for a client resuming from `since`, what it missed.
+    pub fn resume(&mut self, channel: &str, since: Option<&Since>, now: Instant) -> Resume {
+        let limits = self.limits;
+        let history = self.channel(channel);
+        history.evict(now, &limits);
+        Resume {
+            position: history.position(),
+            replay: since.and_then(|since| missed(history, since)),
+        }
+    }
+
+    /// Bytes of kept events across all channels.
+    pub fn kept_bytes(&self) -> usize {
+        self.channels.values().map(|c| c.bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const ENVELOPE: &str = r#"{"type":"event","channel":"files","data":1,"timestamp":"t"}"#;
+
+    fn history(size: usize) -> History {
+        History::new(HistoryOptions {
+            size,
+            ttl: Duration::from_secs(60),
+            max_bytes: 1 << 20,
+        })
+    }
+
+    fn since(position: &Position, seq: u64) -> Since {
+        Since {
+            epoch: position.epoch.to_string(),
+            seq,
+        }
+    }
+
+    #[test]
+    fn numbers_events_one_by_one_after_the_timestamp() {
+        let mut h = history(10);
+        let now = Instant::now();
+        let first = h.record("files", ENVELOPE, now);
+        let epoch = h.resume("files", None, now).position.epoch;
+        assert_eq!(
+            first.as_str(),
+            format!(
+                r#"{{"type":"event","channel":"files","data":1,"timestamp":"t","seq":1,"epoch":"{epoch}"}}"#
+            )
+        );
+        h.record("files", ENVELOPE, now);
+        assert_eq!(h.resume("files", None, now).position.seq, 2);
+        assert_eq!(h.resume("other", None, now).position.seq, 0);
+        assert_ne!(h.resume("other", None, now).position.epoch, epoch);
+    }
+
+    #[test]
+    fn recovers_exactly_the_size_of_history_and_not_one_more() {
+        let mut h = history(3);
+        let now = Instant::now();
+        let start = h.resume("files", None, now).position;
+        for _ in 0..4 {
+            h.record("files", ENVELOPE, now);
+        }
+        let missed_three = h.resume("files", Some(&since(&start, 1)), now);
+        assert_eq!(missed_three.replay.map(|r| r.len()), Some(3));
+        let missed_four = h.resume("files", Some(&since(&start, 0)), now);
+        assert_eq!(missed_four.replay, None, "never partial");
+        let up_to_date = h.resume("files", Some(&since(&start, 4)), now);
+        assert_eq!(up_to_date.replay, Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_foreign_epoch_or_a_future_seq_is_not_recovered() {
+        let mut h = history(3);
+        let now = Instant::now();
+        h.record("files", ENVELOPE, now);
+        let foreign = Since {
+            epoch: "other".into(),
+            seq: 1,
+        };
+        assert_eq!(h.resume("files", Some(&foreign), now).replay, None);
+        let position = h.resume("files", None, now).position;
+        assert_eq!(
+            h.resume("files", Some(&since(&position, 2)), now).replay,
+            None
+        );
+    }
+
+    #[test]
+    fn events_expire_but_the_position_stays() {
+        let mut h = History::new(HistoryOptions {
+            size: 10,
+            ttl: Duration::from_secs(5),
+            max_bytes: 1 << 20,
+        });
+        let start = Instant::now();
+        let position = h.resume("files", None, start).position;
+        h.record("files", ENVELOPE, start);
+        let later = start + Duration::from_secs(6);
+        let resumed = h.resume("files", Some(&since(&position, 0)), later);
+        assert_eq!(resumed.replay, None);
+        assert_eq!(resumed.position.seq, 1);
+        assert_eq!(h.kept_bytes(), 0);
+        let current = h.resume("files", Some(&since(&position, 1)), later);
+        assert_eq!(current.replay, Some(Vec::new()), "nothing missed");
+    }
+
+    #[test]
+    fn the_byte_cap_bounds_what_is_kept() {
+        let mut h = History::new(HistoryOptions {
+            size: 1000,
+            ttl: Duration::from_secs(60),
+            max_bytes: 250,
+        });
+        let now = Instant::now();
+        for _ in 0..100 {
+            h.record("files", ENVELOPE, now);
+        }
+        assert!(h.kept_bytes() <= 250, "{}", h.kept_bytes());
+        assert!(h.kept_bytes() > 0);
+    }
+}
