@@ -255,7 +255,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    // Paused time: the runtime advances the clock only once every task is idle, so the
+    // timeout below elapses exactly when nothing can wake `hard_closed()` any more, at once.
+    #[tokio::test(start_paused = true)]
     async fn hard_close_wakes_a_stuck_writer_but_a_server_close_does_not() {
         let outbox = std::sync::Arc::new(Outbox::new(4));
         let waiter = {
