@@ -2,6 +2,12 @@
 //! paths: reading properties, calling methods on WebSocket-like objects, strings, and
 //! `JSON.stringify`. Every call that can run JavaScript returns the thrown value instead of
 //! leaving an exception pending, so one throwing socket never poisons the next call.
+//!
+//! This is the only module that calls `napi::sys` directly. The soundness of every call
+//! rests on one contract, which the rest of the binding keeps: a [`Js`] is made from the
+//! `Env` of a call napi-rs is running on the JavaScript thread, and is used only within that
+//! call; every [`Raw`] handed to it was produced in that same call (so its handle scope is
+//! still open and the value is live). Out-pointers are locals of the calling method.
 
 use std::ffi::CStr;
 use std::ptr;
@@ -28,18 +34,18 @@ impl Js {
         Self { env: env.raw() }
     }
 
-    pub fn raw_env(self) -> sys::napi_env {
-        self.env
-    }
-
     pub fn undefined(self) -> Raw {
         let mut value = ptr::null_mut();
+        // SAFETY: `self.env` is the live env of the current call; `value` is a local out
+        // pointer. No JavaScript value goes in.
         unsafe { sys::napi_get_undefined(self.env, &mut value) };
         value
     }
 
     pub fn global(self) -> Raw {
         let mut value = ptr::null_mut();
+        // SAFETY: `self.env` is the live env of the current call; `value` is a local out
+        // pointer. No JavaScript value goes in.
         unsafe { sys::napi_get_global(self.env, &mut value) };
         value
     }
@@ -47,17 +53,23 @@ impl Js {
     /// Takes the pending exception, if any, so the environment is usable again.
     fn take_exception(self) -> Option<Raw> {
         let mut pending = false;
+        // SAFETY: `self.env` is the live env of the current call; `pending` is a local `bool`,
+        // the type Node-API writes.
         unsafe { sys::napi_is_exception_pending(self.env, &mut pending) };
         if !pending {
             return None;
         }
         let mut exception = ptr::null_mut();
+        // SAFETY: `self.env` is the live env of the current call; `exception` is a local out
+        // pointer, which Node-API fills with a handle in the current scope.
         unsafe { sys::napi_get_and_clear_last_exception(self.env, &mut exception) };
         Some(exception)
     }
 
     /// Throws `value` (used to rethrow an exception this layer caught).
     pub fn throw(self, value: Raw) {
+        // SAFETY: `value` is a live handle of this env from the current call (the module's
+        // contract); Node-API only reads it.
         unsafe { sys::napi_throw(self.env, value) };
     }
 
@@ -70,6 +82,8 @@ impl Js {
 
     pub fn type_of(self, value: Raw) -> sys::napi_valuetype {
         let mut kind = sys::ValueType::napi_undefined;
+        // SAFETY: `value` is a live handle of this env from the current call; `kind` is a
+        // local of the `napi_valuetype` Node-API writes.
         unsafe { sys::napi_typeof(self.env, value, &mut kind) };
         kind
     }
@@ -84,6 +98,9 @@ impl Js {
     /// `object[name]`; `Err` with the thrown value when a getter throws.
     pub fn get(self, object: Raw, name: &CStr) -> Result<Raw, Raw> {
         let mut value = ptr::null_mut();
+        // SAFETY: `object` is a live handle of this env from the current call; `name` is a
+        // NUL-terminated `CStr` borrowed for the whole call; `value` is a local out pointer.
+        // A getter may run JavaScript, whose exception is taken below.
         let status =
             unsafe { sys::napi_get_named_property(self.env, object, name.as_ptr(), &mut value) };
         if status == sys::Status::napi_ok {
@@ -93,6 +110,8 @@ impl Js {
     }
 
     pub fn set(self, object: Raw, name: &CStr, value: Raw) -> napi::Result<()> {
+        // SAFETY: `object` and `value` are live handles of this env from the current call;
+        // `name` is a NUL-terminated `CStr` borrowed for the whole call.
         let status =
             unsafe { sys::napi_set_named_property(self.env, object, name.as_ptr(), value) };
         self.check(status)
@@ -110,6 +129,8 @@ impl Js {
 
     /// `object[key] = value` with a computed key.
     pub fn set_property(self, object: Raw, key: Raw, value: Raw) -> napi::Result<()> {
+        // SAFETY: `object`, `key` and `value` are live handles of this env from the current
+        // call; Node-API only reads them.
         let status = unsafe { sys::napi_set_property(self.env, object, key, value) };
         self.check(status)
     }
@@ -117,12 +138,16 @@ impl Js {
     /// Whether `value` is the boolean `true`.
     pub fn is_true(self, value: Raw) -> bool {
         let mut result = false;
+        // SAFETY: `value` is a live handle of this env from the current call; `result` is a
+        // local `bool`, left untouched when `value` is not a boolean.
         let status = unsafe { sys::napi_get_value_bool(self.env, value, &mut result) };
         status == sys::Status::napi_ok && result
     }
 
     pub fn is_promise(self, value: Raw) -> bool {
         let mut result = false;
+        // SAFETY: `value` is a live handle of this env from the current call; `result` is a
+        // local `bool` out pointer.
         unsafe { sys::napi_is_promise(self.env, value, &mut result) };
         result
     }
@@ -160,12 +185,16 @@ impl Js {
 
     pub fn number(self, value: Raw) -> Option<f64> {
         let mut number = 0.0;
+        // SAFETY: `value` is a live handle of this env from the current call; `number` is a
+        // local `f64`, left untouched when `value` is not a number.
         let status = unsafe { sys::napi_get_value_double(self.env, value, &mut number) };
         (status == sys::Status::napi_ok).then_some(number)
     }
 
     pub fn create_double(self, value: f64) -> Raw {
         let mut raw = ptr::null_mut();
+        // SAFETY: `self.env` is the live env of the current call; `raw` is a local out
+        // pointer. The number goes in by value.
         unsafe { sys::napi_create_double(self.env, value, &mut raw) };
         raw
     }
@@ -173,12 +202,16 @@ impl Js {
     /// The length in bytes of a JavaScript string encoded as UTF-8.
     pub fn utf8_len(self, value: Raw) -> usize {
         let mut len = 0;
+        // SAFETY: `value` is a live handle of this env from the current call. A null buffer
+        // of size 0 asks only for the length, written to the local `len`.
         unsafe { sys::napi_get_value_string_utf8(self.env, value, ptr::null_mut(), 0, &mut len) };
         len
     }
 
     pub fn bool(self, value: bool) -> Raw {
         let mut raw = ptr::null_mut();
+        // SAFETY: `self.env` is the live env of the current call; `raw` is a local out
+        // pointer. The boolean goes in by value.
         unsafe { sys::napi_get_boolean(self.env, value, &mut raw) };
         raw
     }
@@ -187,6 +220,8 @@ impl Js {
     /// when `value` is not a string.
     pub fn string(self, value: Raw) -> Option<String> {
         let mut len = 0;
+        // SAFETY: as in `utf8_len`: a live handle of this env, a null buffer of size 0 (length
+        // only), and a local out pointer for the length.
         let status = unsafe {
             sys::napi_get_value_string_utf8(self.env, value, ptr::null_mut(), 0, &mut len)
         };
@@ -195,6 +230,9 @@ impl Js {
         }
         let mut bytes = vec![0u8; len + 1];
         let mut written = 0;
+        // SAFETY: `bytes` is writable for `bytes.len()` bytes and that size is passed, so
+        // Node-API writes at most `len` bytes of text plus the NUL it always appends, and
+        // `written` (a local) never exceeds `len`. `value` is the same live string as above.
         unsafe {
             sys::napi_get_value_string_utf8(
                 self.env,
@@ -214,6 +252,10 @@ impl Js {
 
     pub fn create_string(self, text: &str) -> napi::Result<Raw> {
         let mut raw = ptr::null_mut();
+        // SAFETY: `text` is valid UTF-8, readable for `text.len()` bytes and borrowed for the
+        // call; Node-API copies it, and the explicit length means no NUL is needed (a
+        // slice's length never exceeds `isize::MAX`, so the cast is exact). `raw` is a local
+        // out pointer.
         let status = unsafe {
             sys::napi_create_string_utf8(
                 self.env,
@@ -256,7 +298,9 @@ impl Js {
 
     /// `value` as napi-rs's `Unknown`, to return it from a method.
     pub fn unknown<'a>(self, value: Raw) -> napi::bindgen_prelude::Unknown<'a> {
-        // SAFETY: `value` is a live value of this env, used within the current call.
+        // SAFETY: `value` is a live handle of this env from the current call. The caller
+        // picks `'a`; it returns the `Unknown` from the method it is in, so the value is not
+        // used after that call's handle scope closes.
         unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(self.env, value) }
     }
 
@@ -267,6 +311,8 @@ impl Js {
 
     pub fn create_object(self) -> napi::Result<Raw> {
         let mut raw = ptr::null_mut();
+        // SAFETY: `self.env` is the live env of the current call; `raw` is a local out
+        // pointer.
         let status = unsafe { sys::napi_create_object(self.env, &mut raw) };
         self.check(status)?;
         Ok(raw)
@@ -274,8 +320,12 @@ impl Js {
 
     pub fn create_array(self, items: &[Raw]) -> napi::Result<Raw> {
         let mut raw = ptr::null_mut();
+        // SAFETY: `self.env` is the live env of the current call; `raw` is a local out
+        // pointer.
         self.check(unsafe { sys::napi_create_array_with_length(self.env, items.len(), &mut raw) })?;
         for (index, item) in items.iter().enumerate() {
+            // SAFETY: `raw` is the array just created in this env and every item is a live
+            // handle of this env from the current call.
             self.check(unsafe { sys::napi_set_element(self.env, raw, index as u32, *item) })?;
         }
         Ok(raw)
@@ -284,6 +334,11 @@ impl Js {
     /// Calls `function` with `this` and `args`.
     pub fn call(self, this: Raw, function: Raw, args: &[Raw]) -> Called {
         let mut result = ptr::null_mut();
+        // SAFETY: `this`, `function` and every element of `args` are live handles of this
+        // env from the current call; `args` is borrowed for the whole call, so its pointer is
+        // valid for `args.len()` elements (Node-API does not read it when the length is 0).
+        // `result` is a local out pointer. The called JavaScript may throw; the exception is
+        // taken below.
         let status = unsafe {
             sys::napi_call_function(
                 self.env,
@@ -316,6 +371,8 @@ impl Js {
     /// `String(value)`, for logging a thrown value. Never throws.
     pub fn describe(self, value: Raw) -> String {
         let mut text = ptr::null_mut();
+        // SAFETY: `value` is a live handle of this env from the current call; `text` is a
+        // local out pointer. A throwing `toString` leaves an exception, taken below.
         let status = unsafe { sys::napi_coerce_to_string(self.env, value, &mut text) };
         if status != sys::Status::napi_ok {
             self.take_exception();
@@ -327,6 +384,8 @@ impl Js {
     /// A copy of the bytes of a Buffer, typed array, DataView or ArrayBuffer.
     pub fn bytes(self, value: Raw) -> Option<Vec<u8>> {
         let mut is = false;
+        // SAFETY: `value` is a live handle of this env from the current call; `is` is a local
+        // `bool` out pointer.
         unsafe { sys::napi_is_typedarray(self.env, value, &mut is) };
         if is {
             let mut kind = 0;
@@ -334,6 +393,8 @@ impl Js {
             let mut data = ptr::null_mut();
             let mut buffer = ptr::null_mut();
             let mut offset = 0;
+            // SAFETY: `value` is a live typed array of this env (checked above); each out
+            // pointer is a local of the type Node-API writes.
             unsafe {
                 sys::napi_get_typedarray_info(
                     self.env,
@@ -355,21 +416,33 @@ impl Js {
                 | sys::TypedarrayType::biguint64_array => 8,
                 _ => 1,
             };
-            return Some(copy_raw(data.cast(), length * element));
+            // SAFETY: `data` points at the array's first element (offset already applied) and
+            // `length` elements of `element` bytes follow it in the backing store, which the
+            // live `value` keeps alive; no JavaScript runs before the copy, so nothing can
+            // detach or shrink the buffer in between.
+            return Some(unsafe { copy_raw(data.cast(), length * element) });
         }
+        // SAFETY: as for `napi_is_typedarray` above.
         unsafe { sys::napi_is_arraybuffer(self.env, value, &mut is) };
         if is {
             let mut data = ptr::null_mut();
             let mut length = 0;
+            // SAFETY: `value` is a live ArrayBuffer of this env (checked above); `data` and
+            // `length` are local out pointers.
             unsafe { sys::napi_get_arraybuffer_info(self.env, value, &mut data, &mut length) };
-            return Some(copy_raw(data.cast(), length));
+            // SAFETY: `data` is the start of the buffer's `length` bytes, kept alive by the
+            // live `value`; no JavaScript runs before the copy.
+            return Some(unsafe { copy_raw(data.cast(), length) });
         }
+        // SAFETY: as for `napi_is_typedarray` above.
         unsafe { sys::napi_is_dataview(self.env, value, &mut is) };
         if is {
             let mut length = 0;
             let mut data = ptr::null_mut();
             let mut buffer = ptr::null_mut();
             let mut offset = 0;
+            // SAFETY: `value` is a live DataView of this env (checked above); each out pointer
+            // is a local of the type Node-API writes.
             unsafe {
                 sys::napi_get_dataview_info(
                     self.env,
@@ -380,7 +453,10 @@ impl Js {
                     &mut offset,
                 )
             };
-            return Some(copy_raw(data.cast(), length));
+            // SAFETY: `data` points at the view's first byte (offset already applied) and
+            // `length` bytes follow it in the backing store, kept alive by the live `value`;
+            // no JavaScript runs before the copy.
+            return Some(unsafe { copy_raw(data.cast(), length) });
         }
         None
     }
@@ -388,15 +464,21 @@ impl Js {
     /// The elements of an array, or `None` when `value` is not one.
     pub fn array_items(self, value: Raw) -> Option<Vec<Raw>> {
         let mut is = false;
+        // SAFETY: `value` is a live handle of this env from the current call; `is` is a local
+        // `bool` out pointer.
         unsafe { sys::napi_is_array(self.env, value, &mut is) };
         if !is {
             return None;
         }
         let mut length = 0;
+        // SAFETY: `value` is a live array of this env (checked above); `length` is a local
+        // `u32` out pointer.
         unsafe { sys::napi_get_array_length(self.env, value, &mut length) };
         let mut items = Vec::with_capacity(length as usize);
         for index in 0..length {
             let mut item = ptr::null_mut();
+            // SAFETY: `value` is a live array of this env; `item` is a local out pointer. An
+            // index getter may throw; the exception is taken below.
             if unsafe { sys::napi_get_element(self.env, value, index, &mut item) }
                 != sys::Status::napi_ok
             {
@@ -410,6 +492,9 @@ impl Js {
 
     pub fn create_reference(self, value: Raw) -> napi::Result<JsRef> {
         let mut reference = ptr::null_mut();
+        // SAFETY: `value` is a live handle of this env from the current call; `reference` is
+        // a local out pointer. The count of 1 makes the reference strong; `JsRef`'s drop
+        // releases it.
         self.check(unsafe { sys::napi_create_reference(self.env, value, 1, &mut reference) })?;
         Ok(JsRef {
             env: self.env,
@@ -419,10 +504,17 @@ impl Js {
 }
 
 /// Copies memory owned by a JavaScript value that is alive for the current call.
-fn copy_raw(data: *const u8, length: usize) -> Vec<u8> {
+///
+/// # Safety
+///
+/// Unless `data` is null or `length` is 0, `data` must be readable for `length` bytes until
+/// this returns.
+unsafe fn copy_raw(data: *const u8, length: usize) -> Vec<u8> {
     if data.is_null() || length == 0 {
         return Vec::new();
     }
+    // SAFETY: `data` is non-null and readable for `length` bytes (the caller's promise);
+    // `u8` has no alignment or validity requirement, and the slice lives only for the copy.
     unsafe { std::slice::from_raw_parts(data, length) }.to_vec()
 }
 
@@ -435,14 +527,26 @@ pub struct JsRef {
 
 impl JsRef {
     pub fn value(&self, js: Js) -> Raw {
+        debug_assert_eq!(
+            js.env, self.env,
+            "a reference is used in the env that made it"
+        );
         let mut value = ptr::null_mut();
-        unsafe { sys::napi_get_reference_value(js.raw_env(), self.reference, &mut value) };
+        // SAFETY: `self.reference` is a strong reference (never deleted before drop) made in
+        // `self.env`, which is `js.env`: a `JsRef` cannot leave the JavaScript thread that
+        // made it, and that thread runs one env. `js` proves a call is running, so the
+        // returned handle lands in its open scope. `value` is a local out pointer.
+        unsafe { sys::napi_get_reference_value(js.env, self.reference, &mut value) };
         value
     }
 }
 
 impl Drop for JsRef {
     fn drop(&mut self) {
+        // SAFETY: `JsRef` is neither `Send` nor `Sync`, so this runs on the JavaScript thread
+        // of `self.env`. Its owners (state of the exported classes) are dropped in a call or
+        // in napi-rs's finalizer, while that env is still alive; the reference is deleted
+        // exactly once, here.
         unsafe { sys::napi_delete_reference(self.env, self.reference) };
     }
 }

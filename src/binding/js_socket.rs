@@ -169,9 +169,8 @@ pub fn close(js: Js, ws: Raw) -> Result<(), String> {
 
 /// `ws.close(code)`.
 pub fn close_with(js: Js, ws: Raw, code: u16) -> Result<(), String> {
-    let mut raw = std::ptr::null_mut();
-    unsafe { napi::sys::napi_create_uint32(js.raw_env(), u32::from(code), &mut raw) };
-    match js.call_method(ws, names::CLOSE, &[raw]) {
+    let code = js.create_double(f64::from(code));
+    match js.call_method(ws, names::CLOSE, &[code]) {
         Some(Called::Threw(error)) => Err(js.describe(error)),
         _ => Ok(()),
     }

@@ -87,11 +87,7 @@ impl KeepAlive {
 
 fn create_timer(env: &Env, js: Js) -> napi::Result<super::js::Raw> {
     let noop = env.create_function_from_closure::<(), (), _>("clusoKeepAlive", |_ctx| Ok(()))?;
-    let interval = unsafe {
-        let mut raw = std::ptr::null_mut();
-        napi::sys::napi_create_double(js.raw_env(), IDLE_INTERVAL_MS, &mut raw);
-        raw
-    };
+    let interval = js.create_double(IDLE_INTERVAL_MS);
     let set_interval = js
         .get(js.global(), c"setInterval")
         .map_err(|_| napi::Error::from_reason("setInterval is not available"))?;

@@ -14,7 +14,7 @@ use crate::options::{
     DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MESSAGES_PER_SECOND, DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_PENDING_REQUESTS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
-    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_PING_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
 };
 
 /// Options of `new WebSocketManager(wss, options)`. Every limit has a default; see the
@@ -171,7 +171,12 @@ impl ManagerOptions {
     }
 
     fn limits(&self) -> Result<Options, String> {
-        let ping_ms = whole("pingIntervalMs", self.ping_interval_ms, 30_000, 0)?;
+        let ping_ms = whole(
+            "pingIntervalMs",
+            self.ping_interval_ms,
+            DEFAULT_PING_INTERVAL.as_millis() as usize,
+            0,
+        )?;
         Ok(Options {
             ping_interval: (ping_ms > 0).then(|| Duration::from_millis(ping_ms as u64)),
             max_payload_bytes: whole(

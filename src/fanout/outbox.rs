@@ -198,6 +198,7 @@ pub(crate) async fn queued_texts(outbox: &Outbox) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manager::{CLOSE_GOING_AWAY, CLOSE_NORMAL};
 
     fn text(len: usize) -> Message {
         Message::text("x".repeat(len))
@@ -238,7 +239,9 @@ mod tests {
         let outbox = Outbox::new(100);
         outbox.push(text(1));
         outbox.push(text(2));
-        outbox.close(CloseReason::Server { code: 1001 });
+        outbox.close(CloseReason::Server {
+            code: CLOSE_GOING_AWAY,
+        });
         let mut batch = Vec::new();
         assert_eq!(outbox.next_batch(&mut batch).await, None);
         assert_eq!(batch.len(), 2);
@@ -246,11 +249,15 @@ mod tests {
         batch.clear();
         assert_eq!(
             outbox.next_batch(&mut batch).await,
-            Some(CloseReason::Server { code: 1001 })
+            Some(CloseReason::Server {
+                code: CLOSE_GOING_AWAY
+            })
         );
     }
 
-    #[tokio::test]
+    // Paused time: the runtime advances the clock only once every task is idle, so the
+    // timeout below elapses exactly when nothing can wake `hard_closed()` any more, at once.
+    #[tokio::test(start_paused = true)]
     async fn hard_close_wakes_a_stuck_writer_but_a_server_close_does_not() {
         let outbox = std::sync::Arc::new(Outbox::new(4));
         let waiter = {
@@ -262,7 +269,7 @@ mod tests {
         outbox.push(text(5));
         assert!(waiter.await.is_ok());
         let graceful = Outbox::new(4);
-        graceful.close(CloseReason::Server { code: 1000 });
+        graceful.close(CloseReason::Server { code: CLOSE_NORMAL });
         let pending =
             tokio::time::timeout(std::time::Duration::from_millis(20), graceful.hard_closed());
         assert!(pending.await.is_err());

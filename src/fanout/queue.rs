@@ -288,6 +288,7 @@ fn deliver(index: &DeliveryIndex, run: &[(Arc<str>, Utf8Bytes)], stats: &Stats) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manager::CLOSE_NORMAL;
 
     fn member(key: u64, outbox: &Arc<Outbox>) -> Member {
         Member {
@@ -370,13 +371,16 @@ mod tests {
         fanout.submit(
             Job::Close {
                 member: member(1, &outbox),
-                reason: CloseReason::Server { code: 1000 },
+                reason: CloseReason::Server { code: CLOSE_NORMAL },
             },
             &stats,
         );
         fanout.submit(broadcast("late"), &stats);
         fanout.drain(&stats);
-        assert_eq!(outbox.closed(), Some(CloseReason::Server { code: 1000 }));
+        assert_eq!(
+            outbox.closed(),
+            Some(CloseReason::Server { code: CLOSE_NORMAL })
+        );
         assert_eq!(texts(&outbox), ["event", "direct"]);
         assert_eq!(stats.snapshot().messages_sent, 1);
     }

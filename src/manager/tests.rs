@@ -104,7 +104,7 @@ fn the_rate_limit_answers_once_then_drops_then_closes() {
     ));
     assert!(matches!(
         manager.rate_check("a", &mut bucket),
-        Handled::Close(1008)
+        Handled::Close(POLICY_VIOLATION)
     ));
 }
 
@@ -168,7 +168,10 @@ fn removing_a_native_connection_closes_it_after_earlier_broadcasts() {
     manager.publish("files", Utf8Bytes::from_static("before"));
     assert_eq!(manager.remove_connection("n"), Some(Removed::Native));
     manager.fanout.drain(&manager.stats);
-    assert_eq!(outbox.closed(), Some(CloseReason::Server { code: 1000 }));
+    assert_eq!(
+        outbox.closed(),
+        Some(CloseReason::Server { code: CLOSE_NORMAL })
+    );
     assert_eq!(texts(&outbox), ["before"]);
 }
 
@@ -223,7 +226,12 @@ async fn shutdown_closes_native_connections_after_pending_broadcasts_then_waits_
         "a second call does nothing"
     );
     assert_eq!(manager.state(), State::Closing);
-    assert_eq!(outbox.closed(), Some(CloseReason::Server { code: 1001 }));
+    assert_eq!(
+        outbox.closed(),
+        Some(CloseReason::Server {
+            code: CLOSE_GOING_AWAY
+        })
+    );
     let mut batch = Vec::new();
     outbox.next_batch(&mut batch).await;
     assert_eq!(batch.len(), 1);

@@ -10,6 +10,8 @@ mod fields;
 mod responses;
 mod since;
 
+use std::sync::LazyLock;
+
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -132,12 +134,16 @@ pub enum ChannelProblem {
     BadCharacter,
 }
 
+/// The `TooLong` message, naming the limit from its one definition.
+static TOO_LONG: LazyLock<String> =
+    LazyLock::new(|| format!("Channel name is longer than {MAX_CHANNEL_NAME_BYTES} bytes"));
+
 impl ChannelProblem {
     pub fn message(self) -> &'static str {
         match self {
             ChannelProblem::NotAString => "Channel must be a string",
             ChannelProblem::NotUnicode => "Channel name must be well-formed Unicode",
-            ChannelProblem::TooLong => "Channel name is longer than 128 bytes",
+            ChannelProblem::TooLong => TOO_LONG.as_str(),
             ChannelProblem::BadCharacter => "Channel name may not contain control characters",
         }
     }

@@ -27,12 +27,17 @@ pub fn adopt(
     remote_address: String,
     endpoint: Arc<Endpoint>,
 ) -> io::Result<()> {
-    // SAFETY: fcntl only reads `fd`; an invalid descriptor is reported as an error.
+    // SAFETY: `F_DUPFD_CLOEXEC` takes an integer argument and no pointer, so the call has no
+    // memory precondition, and it does not touch `fd` itself. The caller (the attach glue)
+    // passes the upgrade socket's descriptor and keeps it open until this returns, so the
+    // number cannot have been closed and reused for another file; a bad descriptor gives -1.
     let duplicate = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
     if duplicate < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `duplicate` is a fresh descriptor that nothing else owns.
+    // SAFETY: `duplicate` is open (checked above) and was created just now by this function,
+    // so nothing else owns or will close it: the `TcpStream` becomes its sole owner and
+    // closes it once, on drop.
     let socket = unsafe { std::net::TcpStream::from_raw_fd(duplicate) };
     socket.set_nonblocking(true)?;
     let _ = socket.set_nodelay(true);
