@@ -10,6 +10,7 @@ pub mod codes {
     pub const INVALID_SOCKET: &str = "ERR_CLUSO_INVALID_SOCKET";
     pub const INVALID_MANAGER: &str = "ERR_CLUSO_INVALID_MANAGER";
     pub const INVALID_CHANNEL: &str = "ERR_CLUSO_INVALID_CHANNEL";
+    pub const NOT_LOADED: &str = "ERR_CLUSO_NOT_LOADED";
 }
 
 /// An error whose JavaScript `code` is `code`: thrown now, reported as pending.

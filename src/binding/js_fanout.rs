@@ -1,8 +1,8 @@
 //! Broadcasting to JavaScript sockets without crossing into JavaScript per subscriber.
 //!
 //! A call from Rust into JavaScript costs far more than a JIT-compiled loop iteration, so
-//! the per-subscriber loop for JavaScript sockets runs in JavaScript (`js_fanout.js`). The
-//! binding keeps that script's channel → sockets index in step with the registry (on every
+//! the per-subscriber loop for JavaScript sockets runs in JavaScript (`lib/fanout.js`). The
+//! binding keeps that module's channel → sockets index in step with the registry (on every
 //! subscription change of a JavaScript socket, all of which happen on this thread) and
 //! calls it once per broadcast. The envelope is built there too, with the original
 //! module's own `JSON.stringify` call, so its bytes are the original's by construction.
@@ -11,12 +11,11 @@ use napi::bindgen_prelude::{FunctionCallContext, Unknown};
 use napi::{Env, JsValue};
 use tracing::warn;
 
+use super::helpers;
 use super::js::{Called, Js, JsRef, Raw};
 use crate::registry::RecordKey;
 
-const GLUE: &str = include_str!("js_fanout.js");
-
-/// The script's functions, held for the life of the manager.
+/// The fan-out's functions, held for the life of the manager.
 pub struct JsFanOut {
     glue: JsRef,
     envelope: JsRef,
@@ -48,15 +47,15 @@ impl JsFanOut {
                 Ok(())
             },
         )?;
-        let factory: Unknown = env.run_script(GLUE)?;
-        let glue = match js.call(js.undefined(), factory.raw(), &[on_send_error.raw()]) {
+        let factory = helpers::create_js_fan_out(env)?;
+        let glue = match js.call(js.undefined(), factory, &[on_send_error.raw()]) {
             Called::Returned(glue) => glue,
             Called::Threw(thrown) => return Err(js.rethrow(thrown)),
         };
         let method = |name: &std::ffi::CStr| -> napi::Result<JsRef> {
             let function = js
                 .get(glue, name)
-                .map_err(|_| napi::Error::from_reason("the fan-out script is incomplete"))?;
+                .map_err(|_| napi::Error::from_reason("the fan-out module is incomplete"))?;
             js.create_reference(function)
         };
         Ok(Self {
