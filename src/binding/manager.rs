@@ -21,6 +21,7 @@ use tracing::{debug, error, info, warn};
 use super::error::{self, ErrorKind};
 use super::gate::JsGate;
 use super::js::{Js, Raw};
+use super::js_fanout::Fanned;
 use super::js_socket::{self, JsSockets, Sent};
 use super::json::Stringify;
 use super::lifetime::{KeepAlive, Waker};
@@ -144,6 +145,20 @@ impl Shared {
             info!(conn_id = id, "connection closed");
         }
         drop(self.sockets.take(js, key));
+    }
+
+    /// Drops the records of the JavaScript sockets a broadcast cut as slow consumers
+    /// (`cut`: their record keys, already closed with 4008 by the fan-out) and counts them;
+    /// returns how many were cut.
+    fn drop_slow_consumers(&self, cut: &[u64]) -> u64 {
+        for (key, id) in self.sockets.take_cut(cut) {
+            self.hub.write().remove_record(&id, key);
+            warn!(conn_id = &*id, "slow consumer disconnected");
+        }
+        for _ in cut {
+            self.hub.stats().record_slow_consumer();
+        }
+        cut.len() as u64
     }
 
     /// A subscription change the server makes: after every queued broadcast, in the
@@ -468,6 +483,7 @@ impl WebSocketManager {
             )
         })?;
         let ping_interval = options.core.ping_interval;
+        let max_buffered_bytes = options.core.max_buffered_bytes_per_connection;
         let gate = match (options.authenticate, options.authorize_subscribe) {
             (None, None) => None,
             (authenticate, authorize) => {
@@ -482,7 +498,7 @@ impl WebSocketManager {
         };
         let shared = Rc::new(Shared {
             hub: Hub::new(options.core),
-            sockets: JsSockets::new(&env)?,
+            sockets: JsSockets::new(&env, max_buffered_bytes)?,
             stringify: Stringify::capture(Js::new(&env))?,
             health_due: Arc::default(),
             waker: RefCell::new(None),
@@ -593,15 +609,18 @@ impl WebSocketManager {
             let owned = js.string(text).unwrap_or_default();
             hub.publish(&name, Utf8Bytes::from(owned));
         }
-        let failed = if js_subscribers > 0 {
+        let fanned = if js_subscribers > 0 {
             // The index is keyed by the registry's name for the channel (a JavaScript
             // string with unpaired surrogates differs from it), so look it up by that.
             let key = js.create_string(&name)?;
             shared.sockets.fanout().send_all(js, key, text)
         } else {
-            0
+            Fanned::default()
         };
-        let sent = (js_subscribers + native_subscribers) as u64 - failed;
+        let failed = fanned.failed;
+        let cut = shared.drop_slow_consumers(&fanned.cut);
+        // A send callback may subscribe more sockets mid-loop: never below zero.
+        let sent = ((js_subscribers + native_subscribers) as u64).saturating_sub(failed + cut);
         hub.stats().record_sent(sent, sent * bytes);
         hub.stats().record_send_failures(failed);
         if failed > 0 {
