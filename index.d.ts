@@ -300,8 +300,10 @@ export interface ManagerOptions {
    */
   maxSubscriptionsPerConnection?: number
   /**
-   * Outbound bytes a native connection may have queued; a subscriber over it is
-   * disconnected with close code 4008 and counted in `getStats().slowConsumerDisconnects`.
+   * Outbound bytes a connection may have queued, on both transports: a native
+   * subscriber over it, or a JavaScript socket whose `bufferedAmount` is over it when a
+   * broadcast reaches it, is disconnected with close code 4008, dropped from its channels
+   * and counted in `getStats().slowConsumerDisconnects`.
    * @default 1048576
    */
   maxBufferedBytesPerConnection?: number

@@ -12,6 +12,7 @@ pub mod codes {
     pub const INVALID_MANAGER: &str = "ERR_CLUSO_INVALID_MANAGER";
     pub const INVALID_CHANNEL: &str = "ERR_CLUSO_INVALID_CHANNEL";
     pub const INVALID_HANDLER: &str = "ERR_CLUSO_INVALID_HANDLER";
+    pub const NOT_LOADED: &str = "ERR_CLUSO_NOT_LOADED";
 }
 
 /// An error whose JavaScript `code` is `code`: thrown now, reported as pending.

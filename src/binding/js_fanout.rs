@@ -1,22 +1,33 @@
 //! Broadcasting to JavaScript sockets without crossing into JavaScript per subscriber.
 //!
 //! A call from Rust into JavaScript costs far more than a JIT-compiled loop iteration, so
-//! the per-subscriber loop for JavaScript sockets runs in JavaScript (`js_fanout.js`). The
-//! binding keeps that script's channel → sockets index in step with the registry (on every
+//! the per-subscriber loop for JavaScript sockets runs in JavaScript (`lib/fanout.js`). The
+//! binding keeps that module's channel → sockets index in step with the registry (on every
 //! subscription change of a JavaScript socket, all of which happen on this thread) and
 //! calls it once per broadcast. The envelope is built there too, with the original
 //! module's own `JSON.stringify` call, so its bytes are the original's by construction.
+//! The loop also applies `maxBufferedBytesPerConnection`: a socket whose `bufferedAmount`
+//! is over it is closed with 4008 there and handed back as cut.
 
 use napi::bindgen_prelude::{FunctionCallContext, Unknown};
 use napi::{Env, JsValue};
 use tracing::warn;
 
+use super::helpers;
 use super::js::{Called, Js, JsRef, Raw};
 use crate::registry::RecordKey;
 
-const GLUE: &str = include_str!("js_fanout.js");
+/// How a broadcast to the JavaScript subscribers of a channel went.
+#[derive(Debug, Default)]
+pub struct Fanned {
+    /// Subscribers not sent to: not open, or `send` threw.
+    pub failed: u64,
+    /// Record keys (as numbers) of the subscribers cut as slow consumers: already closed
+    /// with 4008 and dropped from the fan-out index.
+    pub cut: Vec<u64>,
+}
 
-/// The script's functions, held for the life of the manager.
+/// The fan-out's functions, held for the life of the manager.
 pub struct JsFanOut {
     glue: JsRef,
     envelope: JsRef,
@@ -33,7 +44,9 @@ fn key_value(js: Js, key: RecordKey) -> Raw {
 }
 
 impl JsFanOut {
-    pub fn new(env: &Env) -> napi::Result<Self> {
+    /// `max_buffered_bytes`: a socket whose `bufferedAmount` exceeds it when a broadcast
+    /// reaches it is cut as a slow consumer.
+    pub fn new(env: &Env, max_buffered_bytes: usize) -> napi::Result<Self> {
         let js = Js::new(env);
         let on_send_error = env.create_function_from_closure::<(), (), _>(
             "clusoSendError",
@@ -48,15 +61,21 @@ impl JsFanOut {
                 Ok(())
             },
         )?;
-        let factory: Unknown = env.run_script(GLUE)?;
-        let glue = match js.call(js.undefined(), factory.raw(), &[on_send_error.raw()]) {
+        let factory = helpers::create_js_fan_out(env)?;
+        let options = js.create_object()?;
+        js.set(
+            options,
+            c"maxBufferedBytes",
+            js.create_double(max_buffered_bytes as f64),
+        )?;
+        let glue = match js.call(js.undefined(), factory, &[on_send_error.raw(), options]) {
             Called::Returned(glue) => glue,
             Called::Threw(thrown) => return Err(js.rethrow(thrown)),
         };
         let method = |name: &std::ffi::CStr| -> napi::Result<JsRef> {
             let function = js
                 .get(glue, name)
-                .map_err(|_| napi::Error::from_reason("the fan-out script is incomplete"))?;
+                .map_err(|_| napi::Error::from_reason("the fan-out module is incomplete"))?;
             js.create_reference(function)
         };
         Ok(Self {
@@ -125,17 +144,39 @@ impl JsFanOut {
         self.call_quietly(js, &self.clear, &[]);
     }
 
-    /// Sends `text` to every JavaScript subscriber of `channel`; returns how many failed.
-    pub fn send_all(&self, js: Js, channel: Raw, text: Raw) -> u64 {
+    /// Sends `text` to every JavaScript subscriber of `channel`: how many failed, and which
+    /// were cut as slow consumers.
+    pub fn send_all(&self, js: Js, channel: Raw, text: Raw) -> Fanned {
         match self.call(js, &self.send_all, &[channel, text]) {
-            Ok(failed) => js.number(failed).map_or(0, |n| n as u64),
+            Ok(result) => fanned(js, result),
             Err(thrown) => {
                 warn!(
                     error = js.describe(thrown),
                     "broadcast to JavaScript sockets failed"
                 );
-                0
+                Fanned::default()
             }
         }
     }
+}
+
+/// Reads what `sendAll` returned: a number of failures, or `{ failed, cut: [keys] }`.
+fn fanned(js: Js, result: Raw) -> Fanned {
+    let count = |value: Raw| js.number(value).map_or(0, |n| n as u64);
+    if let Some(failed) = js.number(result) {
+        return Fanned {
+            failed: failed as u64,
+            cut: Vec::new(),
+        };
+    }
+    let failed = js.get(result, c"failed").map_or(0, count);
+    let cut = js
+        .get(result, c"cut")
+        .ok()
+        .and_then(|cut| js.array_items(cut))
+        .unwrap_or_default()
+        .into_iter()
+        .map(count)
+        .collect();
+    Fanned { failed, cut }
 }

@@ -7,7 +7,7 @@
 //! the JavaScript thread.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
 
 use napi::Env;
@@ -43,10 +43,11 @@ pub struct JsSockets {
 }
 
 impl JsSockets {
-    pub fn new(env: &Env) -> napi::Result<Self> {
+    /// `max_buffered_bytes`: the slow-consumer cap broadcasts apply (see [`JsFanOut`]).
+    pub fn new(env: &Env, max_buffered_bytes: usize) -> napi::Result<Self> {
         Ok(Self {
             sockets: RefCell::default(),
-            fanout: JsFanOut::new(env)?,
+            fanout: JsFanOut::new(env, max_buffered_bytes)?,
         })
     }
 
@@ -105,6 +106,22 @@ impl JsSockets {
         let socket = self.sockets.borrow_mut().remove(&key)?;
         self.fanout.forget(js, key);
         Some(socket.ws)
+    }
+
+    /// Forgets the sockets a broadcast cut as slow consumers (the fan-out has already closed
+    /// them and dropped them from its index), handing back the key and id of each one still
+    /// held. `cut` holds record keys as [`RecordKey::as_u64`] gives them.
+    pub fn take_cut(&self, cut: &[u64]) -> Vec<(RecordKey, ConnectionId)> {
+        let cut: HashSet<u64> = cut.iter().copied().collect();
+        let mut sockets = self.sockets.borrow_mut();
+        let keys: Vec<RecordKey> = sockets
+            .keys()
+            .copied()
+            .filter(|key| cut.contains(&key.as_u64()))
+            .collect();
+        keys.into_iter()
+            .filter_map(|key| sockets.remove(&key).map(|socket| (key, socket.id)))
+            .collect()
     }
 
     /// Forgets every socket.

@@ -98,6 +98,18 @@ impl Shared {
         })
     }
 
+    /// Drops the records of the JavaScript sockets a broadcast cut as slow consumers
+    /// (`cut`: their record keys, already closed with 4008 by the fan-out loop); returns
+    /// how many.
+    pub(super) fn drop_slow_consumers(&self, cut: &[u64]) -> u64 {
+        if cut.is_empty() {
+            return 0;
+        }
+        let registered = self.sockets.take_cut(cut);
+        self.core.slow_consumers_cut(&registered, cut.len());
+        cut.len() as u64
+    }
+
     /// Mirrors a subscription change into the JavaScript fan-out index.
     pub(super) fn apply_change(&self, js: Js, key: RecordKey, change: &Change) {
         let changed = match change {

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::error::{self, ErrorKind};
 use super::gate::JsGate;
 use super::js::Js;
+use super::js_fanout::Fanned;
 use super::js_socket::{self, JsSockets, Sent};
 use super::js_transport::{guarded, Shared};
 use super::json::Stringify;
@@ -131,6 +132,7 @@ impl WebSocketManager {
             )
         })?;
         let ping_interval = options.core.ping_interval;
+        let max_buffered_bytes = options.core.max_buffered_bytes_per_connection;
         let gate = match (options.authenticate, options.authorize_subscribe) {
             (None, None) => None,
             (authenticate, authorize) => {
@@ -145,7 +147,7 @@ impl WebSocketManager {
         };
         let shared = Rc::new(Shared {
             core: Manager::new(options.core),
-            sockets: JsSockets::new(&env)?,
+            sockets: JsSockets::new(&env, max_buffered_bytes)?,
             stringify: Stringify::capture(Js::new(&env))?,
             health_due: Arc::default(),
             waker: RefCell::new(None),
@@ -261,15 +263,16 @@ impl WebSocketManager {
             }
             (text, bytes)
         };
-        let failed = if targets.js > 0 {
+        let fanned = if targets.js > 0 {
             // The index is keyed by the registry's name for the channel (a JavaScript
             // string with unpaired surrogates differs from it), so look it up by that.
             let key = js.create_string(&name)?;
             shared.sockets.fanout().send_all(js, key, text)
         } else {
-            0
+            Fanned::default()
         };
-        core.record_broadcast(&name, targets, failed, bytes);
+        let cut = shared.drop_slow_consumers(&fanned.cut);
+        core.record_broadcast(&name, targets, fanned.failed, cut, bytes);
         Ok(())
     }
 

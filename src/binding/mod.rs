@@ -4,6 +4,7 @@
 mod broadcaster;
 mod error;
 mod gate;
+mod helpers;
 mod js;
 mod js_fanout;
 mod js_socket;

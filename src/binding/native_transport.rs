@@ -52,8 +52,6 @@ pub struct AttachOptions {
     pub cwd: Option<String>,
 }
 
-const ATTACH_GLUE: &str = include_str!("attach.js");
-
 /// An `'upgrade'` listener installed by `attach()`, removed again by `shutdown()`.
 pub struct Attachment {
     server: super::js::JsRef,
@@ -187,7 +185,7 @@ impl WebSocketManager {
             )
         })?;
         let handoff = self.handoff_function(&env, Arc::clone(&endpoint))?;
-        let glue: Unknown = env.run_script(ATTACH_GLUE)?;
+        let attach_cluso = super::helpers::attach_cluso(&env)?;
         let cwd = match &options.cwd {
             Some(cwd) => js.create_string(cwd)?,
             None => js.undefined(),
@@ -195,7 +193,7 @@ impl WebSocketManager {
         let path = js.create_string(&endpoint.policy.path)?;
         let this = this.object.raw();
         let args = [server.raw(), path, handoff.raw(), this, cwd];
-        match js.call(js.undefined(), glue.raw(), &args) {
+        match js.call(js.undefined(), attach_cluso, &args) {
             Called::Returned(listener) => {
                 let attachment = Attachment {
                     server: js.create_reference(server.raw())?,

@@ -36,8 +36,10 @@ pub struct ManagerOptions {
     /// server makes with `subscribe()` are not counted against it.
     /// @default 128
     pub max_subscriptions_per_connection: Option<f64>,
-    /// Outbound bytes a native connection may have queued; a subscriber over it is
-    /// disconnected with close code 4008 and counted in `getStats().slowConsumerDisconnects`.
+    /// Outbound bytes a connection may have queued, on both transports: a native
+    /// subscriber over it, or a JavaScript socket whose `bufferedAmount` is over it when a
+    /// broadcast reaches it, is disconnected with close code 4008, dropped from its channels
+    /// and counted in `getStats().slowConsumerDisconnects`.
     /// @default 1048576
     pub max_buffered_bytes_per_connection: Option<f64>,
     /// Origins admitted on native connections. By default: requests without an `Origin`

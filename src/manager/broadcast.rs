@@ -68,16 +68,19 @@ impl Manager {
     }
 
     /// Counts one broadcast of `bytes` bytes to `targets`, of which `failed` JavaScript
-    /// sends failed; logs the original module's `N success, M failed` line.
+    /// sends failed and `cut` JavaScript sockets were cut as slow consumers; logs the
+    /// original module's `N success, M failed` line.
     pub fn record_broadcast(
         &self,
         channel: &str,
         targets: BroadcastTargets,
         failed: u64,
+        cut: u64,
         bytes: u64,
     ) {
+        // A socket's send may subscribe more sockets mid-loop: never below zero.
         let reached = (targets.js + targets.native) as u64;
-        let sent = reached.saturating_sub(failed);
+        let sent = reached.saturating_sub(failed + cut);
         self.stats.record_broadcast();
         self.stats.record_sent(sent, sent * bytes);
         self.stats.record_send_failures(failed);
@@ -85,6 +88,19 @@ impl Manager {
             warn!(channel, "broadcast: {sent} success, {failed} failed");
         } else {
             debug!(channel, "broadcast: {sent} success, {failed} failed");
+        }
+    }
+
+    /// JavaScript sockets over `maxBufferedBytesPerConnection` were closed with 4008 by the
+    /// fan-out loop: the records still registered go, and every cut is counted (a socket
+    /// whose `close()` emitted `'close'` at once has left already).
+    pub fn slow_consumers_cut(&self, registered: &[(RecordKey, Arc<str>)], cut: usize) {
+        for (key, id) in registered {
+            self.write().remove_record(id, *key);
+            warn!(conn_id = &**id, "slow consumer disconnected");
+        }
+        for _ in 0..cut {
+            self.stats.record_slow_consumer();
         }
     }
 
