@@ -9,8 +9,7 @@ repo=$PWD
 
 node scripts/check-packages.mjs
 npm run package
-version=$(node -p "require('./package.json').version")
-tarballs=("$repo/dist/cluso-ws-$version.tgz" "$repo/dist/cluso-ws-linux-x64-gnu-$version.tgz")
+tarballs=("$repo"/dist/*.tgz) # the root and this machine's platform package
 
 app=$(mktemp -d "${TMPDIR:-/tmp}/cluso-ws-app-XXXXXX")
 trap 'rm -rf "$app"' EXIT
