@@ -1,0 +1,2 @@
+/** Placeholder until the client library lands: always throws. */
+export declare function connect(...args: unknown[]): never
