@@ -3,14 +3,14 @@
 // bad server input and app errors reported on 'error', the token, refused subscriptions.
 import { createRequire } from 'node:module'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { WebSocketServer, WebSocket as WsWebSocket } from 'ws'
-import type { AddressInfo } from 'node:net'
+import { WebSocket as WsWebSocket } from 'ws'
 import type { ClientOptions } from '../client/index.js'
 import {
   CLIENT_CJS,
   TcpProxy,
   cleanUp,
   connect,
+  fakeServer,
   holdsFor,
   openClient,
   rejectionOf,
@@ -234,28 +234,12 @@ describe('options', () => {
   })
 })
 
-/** A plain `ws` server standing in for a misbehaving cluso server: it sends `script` on connect. */
-async function scriptedServer(script: Array<string | Buffer>): Promise<{ url: string; received: string[] }> {
-  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
-  await new Promise<void>((resolve) => wss.once('listening', () => resolve()))
-  const received: string[] = []
-  wss.on('connection', (ws) => {
-    ws.on('message', (d) => received.push(String(d)))
-    for (const m of script) ws.send(m)
-  })
-  onCleanUp(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const ws of wss.clients) ws.terminate()
-        wss.close(() => resolve())
-      }),
-  )
-  return { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`, received }
-}
-
 describe('bad input and app errors', () => {
   it('ignores what the server sends that it cannot use and reports each on error', async () => {
-    const server = await scriptedServer([
+    const server = await fakeServer()
+    const rec = openClient(server.url)
+    const conn = await server.accept()
+    for (const m of [
       JSON.stringify({ type: 'response', data: { status: 'connected', connectionId: 'conn-1', cwd: '/' } }),
       'not json',
       'null',
@@ -268,7 +252,7 @@ describe('bad input and app errors', () => {
       JSON.stringify({ type: 'pong' }),
       JSON.stringify({ type: 'event', channel: 'end-marker', data: 1, timestamp: 't' }),
     ])
-    const rec = openClient(server.url)
+      conn.send(m)
     // the unknown-id answer and the pong are not errors; the marker after them is the 8th report
     await waitFor('8 reports', () => rec.errors.length >= 8)
     expect(rec.errors.map((e) => e.code)).toEqual([...Array(6).fill('BAD_MESSAGE'), 'SERVER_ERROR', 'BAD_MESSAGE'])

@@ -150,3 +150,53 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<ClientErro
   }
   throw new Error('expected a rejection')
 }
+
+/** One connection to a `FakeServer`, driven by the test. */
+export interface FakeConnection {
+  /** The subprotocols the client offered. */
+  protocols: string[]
+  /** The next message the client sent, parsed. */
+  next(timeoutMs?: number): Promise<Record<string, unknown>>
+  /** Messages received and not yet taken by `next()`. */
+  queued(): number
+  send(message: unknown): void
+  terminate(): void
+}
+
+export interface FakeServer {
+  url: string
+  /** The next connection the client makes (in order). */
+  accept(timeoutMs?: number): Promise<FakeConnection>
+}
+
+/**
+ * A `ws` server standing in for a cluso server that the test scripts message by message: for
+ * the client's side of protocols the addon does not speak yet, and for misbehaving servers.
+ */
+export async function fakeServer(): Promise<FakeServer> {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: (offered) => (offered.has('cluso') ? 'cluso' : false) })
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()))
+  const accepted: FakeConnection[] = []
+  wss.on('connection', (ws, req) => {
+    const inbox: Array<Record<string, unknown>> = []
+    ws.on('message', (d) => inbox.push(JSON.parse(String(d)) as Record<string, unknown>))
+    accepted.push({
+      protocols: String(req.headers['sec-websocket-protocol'] ?? '').split(/,\s*/),
+      next: (timeoutMs = DEADLINE_MS) => waitFor('a client message', () => inbox.shift(), timeoutMs),
+      queued: () => inbox.length,
+      send: (message) => ws.send(typeof message === 'string' || Buffer.isBuffer(message) ? message : JSON.stringify(message)),
+      terminate: () => ws.terminate(),
+    })
+  })
+  onCleanUp(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const ws of wss.clients) ws.terminate()
+        wss.close(() => resolve())
+      }),
+  )
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/ws`,
+    accept: (timeoutMs = DEADLINE_MS) => waitFor('a connection', () => accepted.shift(), timeoutMs),
+  }
+}
