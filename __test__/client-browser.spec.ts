@@ -2,7 +2,7 @@
 // client/index.mjs served as-is from a small http server, connected with the browser's own
 // WebSocket to a native listen() manager through the test's proxy: subscribe, receive, and
 // come back after the link is cut and after it freezes (found by the client's ping).
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { chromium, type Browser } from 'playwright-core'
@@ -15,6 +15,7 @@ const CHROMIUM = '/usr/bin/chromium'
 let browser: Browser
 
 beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (as .ci/run should)`)
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
