@@ -174,7 +174,7 @@ describe.each(TRANSPORTS)('cluso-ws/client on the %s transport', (transport) => 
     // idle ≤ pingIntervalMs before the ping, then pongTimeoutMs without an answer (a ping
     // already in flight at the freeze shortens it by at most its round trip)
     expect(detectMs).toBeGreaterThanOrEqual(200)
-    expect(detectMs).toBeLessThan(100 + 300 + 1000)
+    expect(detectMs).toBeLessThan(100 + 300 + 3000)
     console.log(`[${transport}] dead link detected in ${detectMs.toFixed(0)} ms, resubscribed ${resumeMs.toFixed(0)} ms after the freeze (ping 100 ms, pong timeout 300 ms)`)
     await waitFor('a subscriber again', () => subscribers(server, 'files').length >= 1)
     server.manager.broadcast('files', FILE)
@@ -197,7 +197,7 @@ describe.each(TRANSPORTS)('cluso-ws/client on the %s transport', (transport) => 
     const error = await rejectionOf(pending)
     expect(error.code).toBe('DISCONNECTED')
     expect(error.message).toMatch(/may or may not have run/)
-    expect(performance.now() - cutAt).toBeLessThan(2000)
+    expect(performance.now() - cutAt).toBeLessThan(3000)
   })
 
   it('holds a request made while disconnected and sends it on open, within its timeout', async () => {
@@ -219,6 +219,6 @@ describe.each(TRANSPORTS)('cluso-ws/client on the %s transport', (transport) => 
     const waited = performance.now() - start
     expect(error.code).toBe('TIMEOUT')
     expect(waited).toBeGreaterThanOrEqual(1500 - 5)
-    expect(waited).toBeLessThan(1500 + 1000)
+    expect(waited).toBeLessThan(1500 + 2000)
   })
 })
