@@ -41,10 +41,10 @@ async function failingEndpoint(): Promise<TcpProxy> {
  */
 function recordReconnectDelays(): number[] {
   const delays: number[] = []
-  const real = globalThis.setTimeout
+  const real = globalThis.setTimeout as (fn: unknown, ms?: number, ...args: unknown[]) => NodeJS.Timeout
   vi.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: unknown, ms?: number, ...args: unknown[]) => {
     if (typeof fn === 'function' && fn.name === 'open') delays.push(ms ?? 0)
-    return real(fn as () => void, ms, ...args)
+    return real(fn, ms, ...args)
   }) as typeof setTimeout)
   return delays
 }
