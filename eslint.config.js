@@ -1,5 +1,5 @@
 'use strict'
-// `npm run lint`: the package's hand-written JavaScript (lib/, index.js) and scripts/.
+// `npm run lint`: the package's hand-written JavaScript (lib/, client/, index.js) and scripts/.
 const js = require('@eslint/js')
 const globals = require('globals')
 
@@ -19,6 +19,13 @@ module.exports = [
       sourceType: 'module',
       ecmaVersion: 2023,
       globals: { ...globals.node },
+    },
+  },
+  {
+    // The client runs in browsers and in Node: only what both have.
+    files: ['client/**'],
+    languageOptions: {
+      globals: { ...globals['shared-node-browser'] },
     },
   },
 ]

@@ -105,6 +105,23 @@ impl Outbox {
         outcome
     }
 
+    /// Queues the events a resuming client missed, outside the byte cap: they are buffers
+    /// history already holds (a reference each, no copy), bounded by `historyMaxBytes`, and
+    /// a replay larger than the cap must still reach a client that reads — a client cut as
+    /// a slow consumer comes back exactly when it missed more than the cap. Live messages
+    /// after it are capped as usual, so a client that stops reading is still cut.
+    pub fn push_replay(&self, messages: impl Iterator<Item = Message>) -> Push {
+        {
+            let mut state = self.lock();
+            if state.closed.is_some() {
+                return Push::Closed;
+            }
+            state.queue.extend(messages);
+        }
+        self.wake_writer.notify_one();
+        Push::Queued
+    }
+
     /// Queues a control message; never refused for size, only once the outbox is closed.
     pub fn push_control(&self, message: Message) -> Push {
         {
@@ -221,6 +238,21 @@ mod tests {
         assert_eq!(outbox.closed(), Some(CloseReason::SlowConsumer));
         assert_eq!(outbox.push(text(1)), Push::Closed);
         assert_eq!(outbox.queued_bytes(), 6);
+    }
+
+    #[test]
+    fn a_replay_bypasses_the_cap_but_live_messages_after_it_do_not() {
+        let outbox = Outbox::new(10);
+        let replay = (0..5).map(|_| text(8));
+        assert_eq!(outbox.push_replay(replay), Push::Queued);
+        assert_eq!(
+            outbox.queued_bytes(),
+            0,
+            "the replay is history's, not the cap's"
+        );
+        assert_eq!(outbox.push(text(10)), Push::Queued);
+        assert_eq!(outbox.push(text(1)), Push::OverCap);
+        assert_eq!(outbox.push_replay(std::iter::once(text(1))), Push::Closed);
     }
 
     #[test]

@@ -56,11 +56,13 @@ pub enum Job {
     Broadcast { channel: Arc<str>, text: Utf8Bytes },
     /// One message for one connection, after every earlier job.
     Send { member: Member, text: Utf8Bytes },
-    /// Adds `member` to `channel` after sending `before` (a reply, then replayed events).
+    /// Adds `member` to `channel` after sending `reply`, then `replay` (the events a
+    /// resuming client missed).
     Subscribe {
         channel: Arc<str>,
         member: Member,
-        before: Vec<Utf8Bytes>,
+        reply: Option<Utf8Bytes>,
+        replay: Vec<Utf8Bytes>,
     },
     /// Removes `member` from `channel`, then sends `after` (a reply), if any.
     Unsubscribe {
@@ -239,10 +241,22 @@ fn apply(index: &mut DeliveryIndex, job: Job, stats: &Stats) {
         Job::Subscribe {
             channel,
             member,
-            before,
+            reply,
+            replay,
         } => {
-            if !before.is_empty() {
-                push_counted(&member, &before, stats);
+            if let Some(reply) = reply {
+                push_counted(&member, &[reply], stats);
+            }
+            if !replay.is_empty() {
+                let count = replay.len() as u64;
+                let bytes: usize = replay.iter().map(|text| text.len()).sum();
+                if member
+                    .outbox
+                    .push_replay(replay.into_iter().map(Message::Text))
+                    == Push::Queued
+                {
+                    stats.record_sent(count, bytes as u64);
+                }
             }
             if member.outbox.closed().is_none() {
                 index.add(channel, member);
@@ -309,7 +323,8 @@ mod tests {
         Job::Subscribe {
             channel: Arc::from("files"),
             member,
-            before: Vec::new(),
+            reply: None,
+            replay: Vec::new(),
         }
     }
 

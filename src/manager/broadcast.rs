@@ -182,7 +182,8 @@ impl Manager {
             Change::Subscribed(channel) => Job::Subscribe {
                 channel: Arc::from(channel),
                 member,
-                before: Vec::new(),
+                reply: None,
+                replay: Vec::new(),
             },
             Change::Unsubscribed(channel) => Job::Unsubscribe {
                 channel: Arc::from(channel),

@@ -369,13 +369,11 @@ impl Manager {
         // A repeated subscribe goes the same way: adding to either index is idempotent.
         match member {
             Some(member) => {
-                let mut before = Vec::with_capacity(1 + replay.len());
-                before.push(Utf8Bytes::from(reply));
-                before.extend(replay);
                 self.submit(Job::Subscribe {
                     channel: Arc::from(channel),
                     member,
-                    before,
+                    reply: Some(Utf8Bytes::from(reply)),
+                    replay,
                 });
                 Handled::Nothing
             }
