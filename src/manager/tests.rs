@@ -243,3 +243,102 @@ async fn shutdown_closes_native_connections_after_pending_broadcasts_then_waits_
     closed.await;
     assert_eq!(manager.state(), State::Closed);
 }
+
+fn invocation(handled: Handled) -> Invocation {
+    match handled {
+        Handled::Invoke(invocation) => invocation,
+        other => panic!("expected an invocation, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_call_is_answered_with_its_result_and_a_second_answer_is_ignored() {
+    let manager = manager_with(&["a"]);
+    manager.set_handler("sum", true);
+    let call = invocation(manager.handle_client_text(
+        "a",
+        r#"{"type":"invoke","id":"x","channel":"sum","data":[1]}"#,
+    ));
+    assert_eq!(call.name, "sum");
+    assert_eq!(call.data.as_deref(), Some("[1]"));
+    let ticket = call.ticket.expect("an invoke with an id is answered");
+    assert_eq!(
+        manager.complete(ticket, CallOutcome::Returned(Some("3".into()))),
+        Some(r#"{"type":"response","id":"x","data":3}"#.to_owned())
+    );
+    assert_eq!(manager.complete(ticket, CallOutcome::Returned(None)), None);
+    assert_eq!(manager.pending_requests(), 0);
+}
+
+#[test]
+fn calls_beyond_the_in_flight_limit_are_busy_until_one_finishes() {
+    let manager = Manager::new(Options {
+        max_pending_requests_per_connection: 1,
+        ..Options::default()
+    });
+    manager.add_js_connection("a");
+    manager.set_handler("h", true);
+    let text = r#"{"type":"request","id":1,"handler":"h"}"#;
+    let first = invocation(manager.handle_client_text("a", text));
+    let busy = manager
+        .handle_client_text("a", text)
+        .reply()
+        .unwrap_or_default();
+    assert!(busy.contains(r#""code":"BUSY""#), "{busy}");
+    let ticket = first.ticket.expect("a request is answered");
+    manager.complete(ticket, CallOutcome::Failed("no".into()));
+    assert!(matches!(
+        manager.handle_client_text("a", text),
+        Handled::Invoke(_)
+    ));
+}
+
+#[test]
+fn sends_and_unregistered_names_follow_their_kind() {
+    let manager = manager_with(&["a"]);
+    assert_eq!(
+        manager
+            .handle_client_text("a", r#"{"type":"request","id":"9","handler":"nope"}"#)
+            .reply()
+            .as_deref(),
+        Some(r#"{"type":"response","id":"9","data":{"error":"No handler for request type"}}"#)
+    );
+    assert!(matches!(
+        manager.handle_client_text("a", r#"{"type":"send","channel":"nope"}"#),
+        Handled::Nothing
+    ));
+    manager.set_handler("log", true);
+    let send = invocation(manager.handle_client_text("a", r#"{"type":"send","channel":"log"}"#));
+    assert_eq!(send.ticket, None);
+    manager.set_handler("log", false);
+    let gone = manager
+        .handle_client_text("a", r#"{"type":"invoke","id":1,"channel":"log"}"#)
+        .reply()
+        .unwrap_or_default();
+    assert!(gone.contains(r#""code":"NO_HANDLER""#), "{gone}");
+}
+
+#[test]
+fn a_call_that_outlives_the_timeout_is_answered_timeout_through_the_js_inbox() {
+    let manager = Manager::new(Options {
+        request_timeout: Some(std::time::Duration::from_millis(100)),
+        ..Options::default()
+    });
+    manager.add_js_connection("a");
+    manager.set_handler("slow", true);
+    let call =
+        invocation(manager.handle_client_text("a", r#"{"type":"invoke","id":5,"channel":"slow"}"#));
+    // The timer runs on the manager's runtime: poll its inbox with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let delivered = loop {
+        if let Some(delivery) = manager.take_js_deliveries().pop() {
+            break delivery;
+        }
+        assert!(std::time::Instant::now() < deadline, "no timeout answer");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let reply = delivered.handled.reply().unwrap_or_default();
+    assert!(reply.contains(r#""code":"TIMEOUT""#), "{reply}");
+    let ticket = call.ticket.expect("answered");
+    assert_eq!(manager.complete(ticket, CallOutcome::Returned(None)), None);
+}
