@@ -151,7 +151,7 @@ export declare class WebSocketManager {
    * was broadcast before) and forgets all records. Returns a promise that resolves once
    * every native connection has closed, every listener has released its port and every
    * attach hook is removed; calling it again returns the same promise. Afterwards every
-   * other method logs a warning once and does nothing (`listen()` and `attach()` reject
+   * other method logs a warning once and does nothing (`listen()` and `attach()` throw
    * with `ERR_CLUSO_SHUT_DOWN`).
    */
   shutdown(): Promise<void>

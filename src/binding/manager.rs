@@ -451,7 +451,7 @@ impl WebSocketManager {
     /// was broadcast before) and forgets all records. Returns a promise that resolves once
     /// every native connection has closed, every listener has released its port and every
     /// attach hook is removed; calling it again returns the same promise. Afterwards every
-    /// other method logs a warning once and does nothing (`listen()` and `attach()` reject
+    /// other method logs a warning once and does nothing (`listen()` and `attach()` throw
     /// with `ERR_CLUSO_SHUT_DOWN`).
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn shutdown<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {

@@ -286,8 +286,13 @@ impl Manager {
         pending: PendingSubscribe,
     ) {
         let manager = Arc::clone(self);
+        let token = self.shutdown_token();
         self.spawn(async move {
-            let handled = manager.authorize(pending).await;
+            // Shutdown does not wait for an application that is slow to decide.
+            let handled = tokio::select! {
+                handled = manager.authorize(pending) => handled,
+                () = token.cancelled() => return,
+            };
             manager.deliver_to_js(JsDelivery { id, key, handled });
         });
     }
