@@ -1,5 +1,6 @@
 'use strict'
-// `npm run lint`: the package's hand-written JavaScript (lib/, client/, index.js) and scripts/.
+// `npm run lint`: the package's hand-written JavaScript (lib/, client/, index.js), scripts/ and
+// examples/.
 const js = require('@eslint/js')
 const globals = require('globals')
 
@@ -26,6 +27,13 @@ module.exports = [
     files: ['client/**'],
     languageOptions: {
       globals: { ...globals['shared-node-browser'] },
+    },
+  },
+  {
+    // the demo's page
+    files: ['examples/demo/public/**'],
+    languageOptions: {
+      globals: { ...globals.browser },
     },
   },
 ]
