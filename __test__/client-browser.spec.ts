@@ -2,32 +2,19 @@
 // client/index.mjs served as-is from a small http server, connected with the browser's own
 // WebSocket to a native listen() manager through the test's proxy: subscribe, receive, and
 // come back after the link is cut and after it freezes (found by the client's ping).
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { chromium, type Browser } from 'playwright-core'
+import type { Browser } from 'playwright-core'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { CLIENT_MJS, cleanUp, startProxy, startServer, waitFor } from './helpers/client.js'
+import { launchChromium } from './helpers/browser.js'
 import { onCleanUp } from './helpers/native.js'
-
-const CHROMIUM = '/usr/bin/chromium'
 
 let browser: Browser
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (as .ci/run should)`)
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  })
+  browser = await launchChromium()
 }, 60_000)
 
 afterAll(async () => {
