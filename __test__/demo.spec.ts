@@ -1,8 +1,10 @@
 // The demo (`npm run demo`: examples/demo/server.mjs) in headless Chromium: the server runs as
-// a child process on a free port, serving a temporary git repository; the page shows
-// "connected", a file created in the folder and a commit appear in its feed, the AI answer
-// streams to the end, and after the server is stopped and started again on the same port
-// the page reconnects, says it reloaded, and shows new files again. No script error.
+// a child process on a free port, serving a temporary git repository, and the page is loaded
+// through a TCP proxy the test controls. The page shows "connected"; a file created in the
+// folder and a commit appear in its feed; the AI answer streams to the end, and again whole,
+// in order and without a repeated word when the link is cut mid-answer (resume); after the
+// server is stopped and started again on the same port the page reconnects, says it
+// reloaded, and shows new files again. No script error.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -12,6 +14,7 @@ import type { Browser, Page } from 'playwright-core'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { launchChromium } from './helpers/browser.js'
 import { within } from './helpers/native.js'
+import { TcpProxy } from './helpers/proxy.js'
 
 /** The page's document, as far as the callbacks run in it use it (tsconfig has no DOM lib). */
 declare const document: {
@@ -25,6 +28,7 @@ const WAIT_MS = 10_000
 let browser: Browser
 const children = new Set<ChildProcess>()
 let folder: string
+let proxy: TcpProxy | undefined
 
 beforeAll(async () => {
   browser = await launchChromium()
@@ -36,6 +40,7 @@ afterAll(async () => {
 
 afterEach(async () => {
   for (const child of children) await stopDemo(child, 'SIGKILL')
+  await proxy?.stop()
   if (folder) rmSync(folder, { recursive: true, force: true })
 })
 
@@ -114,14 +119,18 @@ async function waitForText(page: Page, id: string, match: Match, value: string):
   }
 }
 
+const answerDone = (page: Page) =>
+  page.waitForFunction(() => document.getElementById('answer')?.dataset.state === 'done', null, { timeout: WAIT_MS })
+
 const feedHas = (page: Page, text: string) => waitForText(page, 'feed', 'includes', text)
 
 describe('the demo in headless Chromium', () => {
-  it('shows connected, files, commits and the streamed answer; survives a server restart', async () => {
+  it('shows connected, files, commits, the streamed answer; resumes it after a cut; survives a server restart', async () => {
     folder = mkdtempSync(join(tmpdir(), 'cluso-demo-'))
     git(folder, 'init', '-q', '-b', 'main')
     const demo = await startDemo(folder)
     const port = Number(new URL(demo.url).port)
+    proxy = await new TcpProxy(port).start()
 
     const page = await browser.newPage()
     const problems: string[] = []
@@ -133,7 +142,7 @@ describe('the demo in headless Chromium', () => {
       if (message.type() === 'error' || text.startsWith('cluso-ws/client:')) problems.push(`console: ${text}`)
     })
     try {
-      await page.goto(demo.url)
+      await page.goto(`http://127.0.0.1:${proxy.port}/`)
       await waitForText(page, 'state', 'is', 'connected')
       await waitForText(page, 'dir', 'is', folder)
       await waitForText(page, 'branch', 'is', 'main')
@@ -151,13 +160,24 @@ describe('the demo in headless Chromium', () => {
       // the AI answer, streamed to its end
       await page.fill('#question', 'What is cluso-ws?')
       await page.click('#ask-button')
-      await page.waitForFunction(() => document.getElementById('answer')?.dataset.state === 'done', null, {
-        timeout: WAIT_MS,
-      })
+      await answerDone(page)
       const answer = await textOf(page, 'answer')
       expect(answer).toMatch(/^You asked: “What is cluso-ws\?”\. /)
       expect(answer).toMatch(/the same way\.$/)
       expect(await textOf(page, 'answer-status')).toMatch(/^done: \d+ chunks$/)
+
+      // the same answer again (the generator is deterministic), with the link cut mid-answer:
+      // the client reconnects and resumes ai-response from the last chunk it had
+      await page.click('#ask-button')
+      await waitForText(page, 'answer', 'includes', 'one word at a time')
+      const partial = await textOf(page, 'answer')
+      proxy.cut()
+      await waitForText(page, 'state', 'is not', 'connected')
+      await waitForText(page, 'state', 'is', 'connected')
+      await answerDone(page)
+      expect(partial.length).toBeLessThan(answer.length)
+      expect(await textOf(page, 'answer')).toBe(answer)
+      expect(await textOf(page, 'feed')).not.toContain('server restarted')
 
       // a restart: the page notices, reconnects to the new server, reloads, and goes on
       expect(await stopDemo(demo.child)).toBe(0)
