@@ -177,14 +177,14 @@ describe('the demo in headless Chromium', () => {
       await answerDone(page)
       expect(partial.length).toBeLessThan(answer.length)
       expect(await textOf(page, 'answer')).toBe(answer)
-      expect(await textOf(page, 'feed')).not.toContain('server restarted')
+      expect(await textOf(page, 'feed')).not.toContain('could not be replayed')
 
       // a restart: the page notices, reconnects to the new server, reloads, and goes on
       expect(await stopDemo(demo.child)).toBe(0)
       await waitForText(page, 'state', 'is not', 'connected')
       await startDemo(folder, port)
       await waitForText(page, 'state', 'is', 'connected')
-      await feedHas(page, 'server restarted')
+      await feedHas(page, 'could not be replayed')
       writeFileSync(join(folder, 'after-restart.txt'), 'again\n')
       await feedHas(page, 'add after-restart.txt')
 

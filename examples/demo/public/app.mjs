@@ -26,22 +26,20 @@ async function loadState() {
 }
 
 let loaded = false
+let reloadNoted = false
 client.on('state', (state) => {
   showState(state)
-  if (state === 'open' && !loaded) {
+  if (state !== 'open') return
+  reloadNoted = false
+  if (!loaded) {
     loaded = true
     loadState()
   }
 })
-
-let reloadNoted = false
-client.on('state', (state) => {
-  if (state === 'open') reloadNoted = false
-})
 client.on('subscribed', ({ recovered }) => {
   if (recovered !== false || reloadNoted) return
   reloadNoted = true // once per connection, not once per channel
-  addToFeed('note', 'server restarted: events missed meanwhile could not be replayed, state reloaded')
+  addToFeed('note', 'reconnected, but the events missed meanwhile could not be replayed (server restarted?): state reloaded')
   loadState()
 })
 client.on('error', (error) => console.warn('cluso-ws/client:', error.code, error.message))
@@ -101,7 +99,7 @@ client.subscribe('ai-response', ({ id, chunk, index, finished }) => {
 })
 client.on('subscribed', ({ channel, recovered }) => {
   if (channel === 'ai-response' && recovered === false && $('answer').dataset.state === 'streaming')
-    finishAnswer('interrupted: the server restarted mid-answer')
+    finishAnswer('interrupted: the rest of the answer could not be replayed')
 })
 
 $('ask').addEventListener('submit', async (event) => {
