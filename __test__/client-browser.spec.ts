@@ -5,21 +5,12 @@
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Browser } from 'playwright-core'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { CLIENT_MJS, cleanUp, startProxy, startServer, waitFor } from './helpers/client.js'
-import { launchChromium } from './helpers/browser.js'
+import { useChromium } from './helpers/browser.js'
 import { onCleanUp } from './helpers/native.js'
 
-let browser: Browser
-
-beforeAll(async () => {
-  browser = await launchChromium()
-}, 60_000)
-
-afterAll(async () => {
-  await browser?.close()
-})
+const browser = useChromium()
 
 afterEach(async () => {
   await cleanUp()

@@ -10,9 +10,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { Browser, Page } from 'playwright-core'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { launchChromium } from './helpers/browser.js'
+import type { Page } from 'playwright-core'
+import { afterEach, describe, expect, it } from 'vitest'
+import { useChromium } from './helpers/browser.js'
 import { within } from './helpers/native.js'
 import { TcpProxy } from './helpers/proxy.js'
 
@@ -25,18 +25,10 @@ const DEMO = fileURLToPath(new URL('../examples/demo/server.mjs', import.meta.ur
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const WAIT_MS = 10_000
 
-let browser: Browser
+const browser = useChromium()
 const children = new Set<ChildProcess>()
 let folder: string
 let proxy: TcpProxy | undefined
-
-beforeAll(async () => {
-  browser = await launchChromium()
-}, 60_000)
-
-afterAll(async () => {
-  await browser?.close()
-})
 
 afterEach(async () => {
   for (const child of children) await stopDemo(child, 'SIGKILL')

@@ -1,11 +1,12 @@
 // Headless Chromium for the browser specs: Debian's /usr/bin/chromium (which .ci/run installs
 // with apt-get) driven by playwright-core, with nothing of its own reaching the network.
 import { existsSync } from 'node:fs'
-import { chromium, type Browser } from 'playwright-core'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import { afterAll, beforeAll } from 'vitest'
 
 export const CHROMIUM = '/usr/bin/chromium'
 
-export async function launchChromium(): Promise<Browser> {
+async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (as .ci/run should)`)
   return chromium.launch({
     executablePath: CHROMIUM,
@@ -19,4 +20,21 @@ export async function launchChromium(): Promise<Browser> {
       '--no-first-run',
     ],
   })
+}
+
+/** Launches Chromium before the spec file's tests and closes it after them. */
+export function useChromium(): { newPage: () => Promise<Page> } {
+  let browser: Browser | undefined
+  beforeAll(async () => {
+    browser = await launchChromium()
+  }, 60_000)
+  afterAll(async () => {
+    await browser?.close()
+  })
+  return {
+    newPage: () => {
+      if (!browser) throw new Error('Chromium did not start')
+      return browser.newPage()
+    },
+  }
 }
