@@ -1,7 +1,8 @@
 //! Fuzzes the client protocol: arbitrary bytes, decoded as text the way the transports decode
 //! a binary frame (lossy UTF-8), through the parser (`protocol::parse`) and through the state
-//! machine every transport shares (`Hub::handle_client_text`), on a hub with two registered
-//! connections and a small subscription limit. The same text split on newlines is also fed as
+//! machine every transport shares (`Manager::handle_client_text`), on a manager with two
+//! registered connections, a small subscription limit, history on and one request handler
+//! (whose calls are answered at once, with the call's own data as the result). The same text split on newlines is also fed as
 //! a sequence of messages, so subscribe / unsubscribe / limit interleavings are explored.
 //!
 //! Asserts no panic, and:
@@ -16,10 +17,9 @@
 
 use std::sync::Arc;
 
-use cluso_ws::hub::{Handled, Hub};
-use cluso_ws::options::Options;
-use cluso_ws::protocol::{self, Command};
-use cluso_ws::registry::Transport;
+use cluso_ws::manager::{CallOutcome, Handled, Manager};
+use cluso_ws::options::{HistoryOptions, Options};
+use cluso_ws::protocol::{self, Call, Command};
 use libfuzzer_sys::fuzz_target;
 
 /// Small, so the limit is reached within one input.
@@ -30,14 +30,20 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     check_parse(&text);
 
-    let hub = Hub::new(Options {
+    let hub = Manager::new(Options {
         max_subscriptions_per_connection: SUBSCRIPTION_LIMIT,
         max_messages_per_second: 0,
+        request_timeout: None,
+        history: HistoryOptions {
+            size: 8,
+            ..HistoryOptions::default()
+        },
         ..Options::default()
     });
     for id in CONNECTIONS {
-        hub.write().add(id, Transport::Js);
+        hub.add_js_connection(id);
     }
+    hub.set_handler("h", true);
     // The whole input as one message, to each connection and to an unknown one.
     for id in CONNECTIONS.iter().copied().chain(["ghost"]) {
         check_handled(&hub, id, &text);
@@ -66,15 +72,16 @@ fn check_parse(text: &str) {
         other => {
             assert!(valid, "acted on invalid JSON ({other:?}): {text:?}");
             match other {
-                Command::Subscribe { id, channel } | Command::Unsubscribe { id, channel } => {
+                Command::Subscribe { id, channel, .. } | Command::Unsubscribe { id, channel } => {
                     assert!(!channel.is_empty());
                     assert!(protocol::check_channel_name(channel).is_ok(), "{channel:?}");
                     if let Some(id) = id {
                         assert!(is_valid_json(id.as_json()), "id {:?}", id.as_json());
                     }
                 }
-                Command::Request { id: Some(id) }
+                Command::Call(Call { id: Some(id), .. })
                 | Command::Ping { id: Some(id) }
+                | Command::InvalidSince { id: Some(id) }
                 | Command::InvalidChannel { id: Some(id), .. } => {
                     assert!(is_valid_json(id.as_json()), "id {:?}", id.as_json());
                 }
@@ -84,12 +91,26 @@ fn check_parse(text: &str) {
     }
 }
 
-fn check_handled(hub: &Arc<Hub>, id: &str, text: &str) {
+fn check_handled(hub: &Arc<Manager>, id: &str, text: &str) {
     match hub.handle_client_text(id, text) {
         Handled::Nothing => {}
-        // No gatekeeper and no rate limiter on this hub: nothing asks, drops or closes.
-        other @ (Handled::Dropped | Handled::Close(_) | Handled::Authorize { .. }) => {
+        // No gatekeeper and no rate limiter here: nothing asks, drops or closes.
+        other @ (Handled::Dropped | Handled::Close(_) | Handled::Authorize(_)) => {
             panic!("unexpected {other:?} for {text:?}")
+        }
+        // A call of the one handler: answer it with its own data, as a handler would.
+        Handled::Invoke(call) => {
+            assert_eq!(call.name, "h");
+            if let Some(data) = &call.data {
+                assert!(is_valid_json(data), "data is not JSON: {data:?}");
+            }
+            if let Some(ticket) = call.ticket {
+                let reply = hub
+                    .complete(ticket, CallOutcome::Returned(call.data.clone()))
+                    .expect("a JavaScript socket's answer comes back");
+                assert!(is_valid_json(&reply), "answer is not JSON: {reply:?}");
+                assert!(reply.starts_with(r#"{"type":"response""#), "{reply:?}");
+            }
         }
         // A reply (with or without a subscription change).
         other => {
@@ -103,22 +124,22 @@ fn check_handled(hub: &Arc<Hub>, id: &str, text: &str) {
     }
 }
 
-fn check_registry(hub: &Hub) {
-    let registry = hub.read();
+fn check_registry(hub: &Manager) {
     let mut subscriptions = 0;
     for id in CONNECTIONS {
-        let channels = registry.channels_of(id);
+        let channels = hub.channels_of(id);
         assert!(channels.len() <= SUBSCRIPTION_LIMIT, "{id} holds {}", channels.len());
         for channel in &channels {
             assert!(protocol::check_channel_name(channel).is_ok());
             assert!(
-                registry.subscribers(channel).iter().any(|s| &*s.id == id),
+                hub.subscriber_ids(channel).iter().any(|s| s == id),
                 "{id} holds {channel:?} but is not its subscriber"
             );
         }
         subscriptions += channels.len();
     }
-    let counts = registry.counts();
+    assert_eq!(hub.pending_requests(), 0, "every call was answered");
+    let counts = hub.gauges().counts;
     assert_eq!(counts.subscriptions, subscriptions);
     assert_eq!(counts.js_connections, CONNECTIONS.len());
 }
