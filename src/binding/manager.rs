@@ -67,9 +67,10 @@ pub struct ManagerStats {
     pub rejected_handshakes: f64,
     /// Peers removed by the health check.
     pub dead_peers_removed: f64,
-    /// The most bytes any one native connection has queued right now. A producer can pace
-    /// itself on it: keep it well under `maxBufferedBytesPerConnection`. Computing it takes a
-    /// pass over the native connections, so poll it per burst of broadcasts, not per call.
+    /// The most bytes any one native connection has queued right now, rounded up by at most
+    /// 1/8 (exact below 16 bytes, and exactly 0 when nothing is queued). A producer can pace
+    /// itself on it: keep it well under `maxBufferedBytesPerConnection`. Kept up to date by
+    /// the outboxes, so reading it costs no pass over the connections.
     pub max_queued_bytes: f64,
     /// Broadcasts waiting for the fan-out task.
     pub pending_broadcasts: f64,
