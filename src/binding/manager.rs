@@ -24,7 +24,7 @@ use super::js_fanout::Fanned;
 use super::js_socket::{self, JsSockets, Sent};
 use super::js_transport::{guarded, Shared};
 use super::json::Stringify;
-use super::lifetime::{KeepAlive, Waker};
+use super::lifetime::{EnvTeardown, KeepAlive, Waker};
 use super::native_socket::NativeSocket;
 use super::options::ManagerOptions;
 use crate::envelope;
@@ -159,12 +159,15 @@ impl WebSocketManager {
             handlers: Default::default(),
             warned_after_shutdown: RefCell::default(),
             shutdown_promise: RefCell::default(),
+            teardown: RefCell::default(),
         });
         if let Some(gate) = gate {
             shared.core.set_gatekeeper(gate);
         }
         let manager = Self { shared };
         let waker = manager.install_waker(&env)?;
+        let teardown = EnvTeardown::register(&env, &manager.shared.core, Arc::clone(&waker))?;
+        *manager.shared.teardown.borrow_mut() = Some(teardown);
         if let Some(interval) = ping_interval {
             let due = Arc::clone(&manager.shared.health_due);
             manager.shared.core.start_health_check(interval, move || {
