@@ -156,6 +156,12 @@ export declare class WebSocketManager {
    */
   shutdown(): Promise<void>
   /**
+   * The manager's gauges and counters in the Prometheus text exposition format 0.0.4
+   * (serve it with `Content-Type: text/plain; version=0.0.4`). Reading it costs no pass
+   * over the connections. Works after `shutdown()` too.
+   */
+  metrics(): string
+  /**
    * Accepts WebSocket connections on a port of the manager's own. Resolves to the bound
    * address once listening. The process stays alive while the listener (or any native
    * connection) exists, until `shutdown()`.
@@ -420,9 +426,10 @@ export interface ManagerStats {
   /** Peers removed by the health check. */
   deadPeersRemoved: number
   /**
-   * The most bytes any one native connection has queued right now. A producer can pace
-   * itself on it: keep it well under `maxBufferedBytesPerConnection`. Computing it takes a
-   * pass over the native connections, so poll it per burst of broadcasts, not per call.
+   * The most bytes any one native connection has queued right now, rounded up by at most
+   * 1/8 (exact below 16 bytes, and exactly 0 when nothing is queued). A producer can pace
+   * itself on it: keep it well under `maxBufferedBytesPerConnection`. Kept up to date by
+   * the outboxes, so reading it costs no pass over the connections.
    */
   maxQueuedBytes: number
   /** Broadcasts waiting for the fan-out task. */

@@ -17,6 +17,7 @@
 //! - [`handshake`]: HTTP upgrade validation and the security policy (Origin, Host, token).
 //! - [`transport`]: native connections: `listen`, the `attach` handoff, one connection's task.
 //! - [`options`], [`stats`], [`error`]: limits with their defaults, counters, core errors.
+//! - [`metrics`]: the gauges and counters as Prometheus text, a pure function of a snapshot.
 //! - [`runtime`]: the internal tokio runtime every background task runs on.
 //! - `binding` (cdylib only): the napi-rs classes `WebSocketManager`, `EventBroadcaster`
 //!   and `NativeSocket`; they convert JavaScript values and delegate to the core.
@@ -28,6 +29,7 @@ pub mod gate;
 pub mod handshake;
 pub mod history;
 pub mod manager;
+pub mod metrics;
 pub mod options;
 pub mod protocol;
 pub mod rate;

@@ -138,6 +138,9 @@ pub struct Registry {
     connections: HashMap<ConnectionId, Connection>,
     channels: HashMap<Arc<str>, Channel>,
     subscriptions: usize,
+    /// Native records among `connections`, kept as they come and go so [`Registry::counts`]
+    /// is O(1).
+    native_connections: usize,
 }
 
 impl Registry {
@@ -163,6 +166,9 @@ impl Registry {
             transport,
             meta: None,
         };
+        if connection.transport.is_native() {
+            self.native_connections += 1;
+        }
         self.connections.insert(id, connection);
         (key, replaced)
     }
@@ -171,6 +177,9 @@ impl Registry {
     pub fn remove(&mut self, id: &str) -> Option<Connection> {
         let connection = self.connections.remove(id)?;
         let native = connection.transport.is_native();
+        if native {
+            self.native_connections -= 1;
+        }
         for channel in &connection.channels {
             self.detach_subscriber(channel, connection.order, native);
         }
@@ -350,33 +359,17 @@ impl Registry {
     pub fn drain(&mut self) -> Vec<Connection> {
         self.channels.clear();
         self.subscriptions = 0;
+        self.native_connections = 0;
         let mut all: Vec<Connection> = self.connections.drain().map(|(_, c)| c).collect();
         all.sort_unstable_by_key(|connection| connection.order);
         all
     }
 
-    /// The most bytes any native connection has queued right now: what a producer that
-    /// paces itself watches.
-    pub fn max_queued_bytes(&self) -> usize {
-        self.connections
-            .values()
-            .filter_map(|connection| match &connection.transport {
-                Transport::Native(outbox) => Some(outbox.queued_bytes()),
-                Transport::Js => None,
-            })
-            .max()
-            .unwrap_or(0)
-    }
-
+    /// O(1): every count is kept as records and subscriptions come and go.
     pub fn counts(&self) -> RegistryCounts {
-        let native_connections = self
-            .connections
-            .values()
-            .filter(|connection| connection.transport.is_native())
-            .count();
         RegistryCounts {
-            js_connections: self.connections.len() - native_connections,
-            native_connections,
+            js_connections: self.connections.len() - self.native_connections,
+            native_connections: self.native_connections,
             channels: self.channels.len(),
             subscriptions: self.subscriptions,
         }
@@ -531,6 +524,32 @@ mod tests {
         assert_eq!(pinged.iter().map(|d| &*d.id).collect::<Vec<_>>(), ["a"]);
         assert!(!registry.contains("b"));
         assert_eq!(registry.counts().subscriptions, 0);
+    }
+
+    #[test]
+    fn native_connections_are_counted_as_they_come_and_go() {
+        let native = || Transport::Native(Arc::new(Outbox::new(16)));
+        let mut registry = Registry::new();
+        registry.add("n1", native());
+        registry.add("n2", native());
+        registry.add("j1", Transport::Js);
+        let counts = registry.counts();
+        assert_eq!((counts.native_connections, counts.js_connections), (2, 1));
+        // Replaced under the same id by the other transport, each way.
+        registry.add("n1", Transport::Js);
+        registry.add("j1", native());
+        let counts = registry.counts();
+        assert_eq!((counts.native_connections, counts.js_connections), (2, 1));
+        registry.health_tick(true);
+        let (dead, _) = registry.health_tick(true);
+        assert_eq!(dead.len(), 2);
+        assert_eq!(registry.counts().native_connections, 0);
+        registry.add("n3", native());
+        registry.remove("n3");
+        registry.add("n4", native());
+        assert_eq!(registry.counts().native_connections, 1);
+        registry.drain();
+        assert_eq!(registry.counts(), RegistryCounts::default());
     }
 
     #[test]

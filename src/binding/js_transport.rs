@@ -47,6 +47,8 @@ pub(super) struct Shared {
     pub(super) warned_after_shutdown: RefCell<HashSet<&'static str>>,
     /// `shutdown()`'s promise, returned again by later calls.
     pub(super) shutdown_promise: RefCell<Option<super::js::JsRef>>,
+    /// Shuts the core down if the environment ends first (a terminated worker).
+    pub(super) teardown: RefCell<Option<super::lifetime::EnvTeardown>>,
 }
 
 /// Runs a listener body, keeping a panic inside the addon.

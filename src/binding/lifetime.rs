@@ -6,21 +6,30 @@
 //! - [`KeepAlive`]: a referenced JavaScript timer that holds the process open while the
 //!   manager has live native resources (a listener, a native connection), like a listening
 //!   `http.Server` does, and is unreferenced when the last one ends.
+//! - [`EnvTeardown`]: an env cleanup hook that shuts the core down when its Node
+//!   environment ends without `shutdown()` — a worker thread terminated, a process exiting —
+//!   so the listener's port and the connections' sockets are released, and the runtime
+//!   never calls into the dead environment.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
 
 use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, Status};
+use napi::{CleanupEnvHook, Env, Status};
+use tracing::{debug, warn};
 
 use super::js::{Called, Js, JsRef};
-use crate::manager::Lifeline;
+use crate::manager::{Lifeline, Manager};
 
 type WakeFn = ThreadsafeFunction<(), (), (), Status, false, true>;
 
 /// Schedules a callback on the JavaScript thread from any thread.
 pub struct Waker {
-    wake: WakeFn,
+    /// `None` once detached: the environment is going away and must not be woken.
+    wake: RwLock<Option<WakeFn>>,
 }
 
 impl Waker {
@@ -30,11 +39,21 @@ impl Waker {
             .build_threadsafe_function::<()>()
             .weak::<true>()
             .build_callback(|_ctx| Ok(()))?;
-        Ok(Self { wake })
+        Ok(Self {
+            wake: RwLock::new(Some(wake)),
+        })
     }
 
     pub fn wake(&self) {
-        self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        let wake = self.wake.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(wake) = wake.as_ref() {
+            wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    /// Releases the threadsafe function (on the JavaScript thread): later wakes do nothing.
+    fn detach(&self) {
+        drop(self.wake.write().unwrap_or_else(|p| p.into_inner()).take());
     }
 }
 
@@ -99,4 +118,93 @@ fn create_timer(env: &Env, js: Js) -> napi::Result<super::js::Raw> {
 
 fn noop_raw(function: &Function<(), ()>) -> super::js::Raw {
     napi::JsValue::raw(function)
+}
+
+/// How long the cleanup hook waits for the core's tasks to end: what `shutdown()` gives a
+/// connection to finish its writes and close, plus a margin.
+const TEARDOWN_WAIT: Duration =
+    crate::transport::SHUTDOWN_DRAIN.saturating_add(Duration::from_millis(500));
+
+/// What the cleanup hook reaches; emptied when the manager goes first.
+struct TeardownState {
+    core: RefCell<Weak<Manager>>,
+    waker: RefCell<Option<Arc<Waker>>>,
+    ran: Cell<bool>,
+}
+
+/// An env cleanup hook for one manager (napi `napi_add_env_cleanup_hook`). Node runs it on
+/// the JavaScript thread when the environment ends — a `Worker` is terminated or exits, or
+/// the main thread's event loop ends — before it frees the environment. The hook:
+///
+/// 1. detaches the [`Waker`], so no runtime task wakes the environment any more;
+/// 2. begins the core's shutdown (native connections closed with 1001, every listener and
+///    connection task told to end) — JavaScript sockets are the environment's own, which
+///    destroys them itself;
+/// 3. waits, blocking this thread for at most [`TEARDOWN_WAIT`], until those tasks have
+///    ended, so the port is free and the sockets closed once `worker.terminate()` resolves.
+///
+/// A manager dropped before its environment removes its hook. (napi-rs leaks the hook's
+/// small box on removal — an emptied `Rc`, a few dozen bytes per collected manager.)
+pub struct EnvTeardown {
+    /// The environment the hook was added to; used only on this thread, to remove it.
+    env: Env,
+    state: Rc<TeardownState>,
+    hook: Option<CleanupEnvHook<Rc<TeardownState>>>,
+}
+
+impl EnvTeardown {
+    pub fn register(env: &Env, core: &Arc<Manager>, waker: Arc<Waker>) -> napi::Result<Self> {
+        let state = Rc::new(TeardownState {
+            core: RefCell::new(Arc::downgrade(core)),
+            waker: RefCell::new(Some(waker)),
+            ran: Cell::new(false),
+        });
+        let hook = env.add_env_cleanup_hook(Rc::clone(&state), tear_down)?;
+        Ok(Self {
+            env: *env,
+            state,
+            hook: Some(hook),
+        })
+    }
+}
+
+/// The hook itself: Node calls it through a C callback, so a panic stays inside.
+fn tear_down(state: Rc<TeardownState>) {
+    super::js_transport::guarded("env cleanup hook", || end_core(&state));
+}
+
+fn end_core(state: &TeardownState) {
+    state.ran.set(true);
+    if let Some(waker) = state.waker.take() {
+        waker.detach();
+    }
+    let Some(core) = state.core.take().upgrade() else {
+        return;
+    };
+    if core.begin_shutdown().is_some() {
+        debug!("environment ending: manager shut down by its cleanup hook");
+    }
+    // Built inside the runtime: a timer needs its context.
+    let wait = async { tokio::time::timeout(TEARDOWN_WAIT, core.closed()).await };
+    if crate::runtime::handle().block_on(wait).is_err() {
+        warn!(
+            "environment ending: the manager's tasks did not end within {} ms",
+            TEARDOWN_WAIT.as_millis()
+        );
+    }
+}
+
+impl Drop for EnvTeardown {
+    fn drop(&mut self) {
+        if self.state.ran.get() {
+            return;
+        }
+        self.state.core.take();
+        self.state.waker.take();
+        if let Some(hook) = self.hook.take() {
+            if let Err(error) = self.env.remove_env_cleanup_hook(hook) {
+                warn!(%error, "cannot remove the env cleanup hook");
+            }
+        }
+    }
 }

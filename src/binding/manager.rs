@@ -24,7 +24,7 @@ use super::js_fanout::Fanned;
 use super::js_socket::{self, JsSockets, Sent};
 use super::js_transport::{guarded, Shared};
 use super::json::Stringify;
-use super::lifetime::{KeepAlive, Waker};
+use super::lifetime::{EnvTeardown, KeepAlive, Waker};
 use super::native_socket::NativeSocket;
 use super::options::ManagerOptions;
 use crate::envelope;
@@ -67,9 +67,10 @@ pub struct ManagerStats {
     pub rejected_handshakes: f64,
     /// Peers removed by the health check.
     pub dead_peers_removed: f64,
-    /// The most bytes any one native connection has queued right now. A producer can pace
-    /// itself on it: keep it well under `maxBufferedBytesPerConnection`. Computing it takes a
-    /// pass over the native connections, so poll it per burst of broadcasts, not per call.
+    /// The most bytes any one native connection has queued right now, rounded up by at most
+    /// 1/8 (exact below 16 bytes, and exactly 0 when nothing is queued). A producer can pace
+    /// itself on it: keep it well under `maxBufferedBytesPerConnection`. Kept up to date by
+    /// the outboxes, so reading it costs no pass over the connections.
     pub max_queued_bytes: f64,
     /// Broadcasts waiting for the fan-out task.
     pub pending_broadcasts: f64,
@@ -158,12 +159,15 @@ impl WebSocketManager {
             handlers: Default::default(),
             warned_after_shutdown: RefCell::default(),
             shutdown_promise: RefCell::default(),
+            teardown: RefCell::default(),
         });
         if let Some(gate) = gate {
             shared.core.set_gatekeeper(gate);
         }
         let manager = Self { shared };
         let waker = manager.install_waker(&env)?;
+        let teardown = EnvTeardown::register(&env, &manager.shared.core, Arc::clone(&waker))?;
+        *manager.shared.teardown.borrow_mut() = Some(teardown);
         if let Some(interval) = ping_interval {
             let due = Arc::clone(&manager.shared.health_due);
             manager.shared.core.start_health_check(interval, move || {

@@ -13,6 +13,7 @@ mod json;
 mod lifetime;
 mod logging;
 mod manager;
+mod metrics;
 mod native_socket;
 mod native_transport;
 mod options;

@@ -13,7 +13,6 @@ use super::manager::WebSocketManager;
 use crate::handshake::request::pairs_from_raw_headers;
 use crate::handshake::{is_loopback_addr, UpgradeRequest, DEFAULT_PATH};
 use crate::manager::Manager;
-use crate::runtime;
 use crate::transport::{listener, Endpoint};
 
 /// Where `listen()` accepts connections.
@@ -133,7 +132,9 @@ impl WebSocketManager {
         shared.reconcile_keep_alive(env);
         let (deferred, promise) = env.create_deferred::<ListenAddress, _>()?;
         let core = Arc::clone(&shared.core);
-        runtime::handle().spawn(async move {
+        // One of the manager's tasks: a shutdown (or the environment's end) waits for a
+        // bind in flight, so a port bound just then is released before it completes.
+        shared.core.spawn(async move {
             let _pending = pending;
             let listened = listener::listen(core, &host, port, endpoint).await;
             deferred.resolve(move |env| match listened {

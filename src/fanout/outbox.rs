@@ -9,10 +9,12 @@
 //! protocol, and dropping them would break the connection's health and shutdown.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
+
+use super::gauge::QueueGauge;
 
 /// Why an outbox stopped accepting messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,16 +60,36 @@ pub struct Outbox {
     /// Wakes a writer stuck on a peer that stopped reading once the connection must end.
     hard_close: Notify,
     cap_bytes: usize,
+    /// Told of every change of `data_bytes`, for the manager's `queued_bytes_max`.
+    gauge: Option<Arc<QueueGauge>>,
 }
 
 impl Outbox {
     pub fn new(cap_bytes: usize) -> Self {
+        Self::counted_in(cap_bytes, None)
+    }
+
+    /// An outbox whose queued bytes count in `gauge`.
+    pub fn with_gauge(cap_bytes: usize, gauge: Arc<QueueGauge>) -> Self {
+        Self::counted_in(cap_bytes, Some(gauge))
+    }
+
+    fn counted_in(cap_bytes: usize, gauge: Option<Arc<QueueGauge>>) -> Self {
         Self {
             state: Mutex::new(State::default()),
             wake_writer: Notify::new(),
             hard_close: Notify::new(),
             cap_bytes,
+            gauge,
         }
+    }
+
+    /// Sets the queued data bytes, telling the gauge.
+    fn set_data_bytes(&self, state: &mut State, bytes: usize) {
+        if let Some(gauge) = &self.gauge {
+            gauge.moved(state.data_bytes, bytes);
+        }
+        state.data_bytes = bytes;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -96,7 +118,8 @@ impl Outbox {
                 self.hard_close.notify_waiters();
                 Push::OverCap
             } else {
-                state.data_bytes += bytes;
+                let queued = state.data_bytes + bytes;
+                self.set_data_bytes(&mut state, queued);
                 state.queue.extend(messages);
                 Push::Queued
             }
@@ -184,12 +207,12 @@ impl Outbox {
                 if state.closed == Some(CloseReason::SlowConsumer) {
                     // The peer is not reading: what is queued would only wait behind it.
                     state.queue.clear();
-                    state.data_bytes = 0;
+                    self.set_data_bytes(&mut state, 0);
                     return state.closed;
                 }
                 if !state.queue.is_empty() {
                     batch.extend(state.queue.drain(..));
-                    state.data_bytes = 0;
+                    self.set_data_bytes(&mut state, 0);
                     return None;
                 }
                 if let Some(reason) = state.closed {
@@ -197,6 +220,16 @@ impl Outbox {
                 }
             }
             notified.await;
+        }
+    }
+}
+
+impl Drop for Outbox {
+    /// What an outbox still held when its connection ended no longer counts.
+    fn drop(&mut self) {
+        if let Some(gauge) = &self.gauge {
+            let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+            gauge.moved(state.data_bytes, 0);
         }
     }
 }
@@ -305,6 +338,33 @@ mod tests {
         let pending =
             tokio::time::timeout(std::time::Duration::from_millis(20), graceful.hard_closed());
         assert!(pending.await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_gauge_sees_pushes_drains_cuts_and_drops() {
+        let gauge = Arc::new(QueueGauge::default());
+        let outbox = Outbox::with_gauge(10, Arc::clone(&gauge));
+        outbox.push(text(6));
+        assert_eq!(gauge.max(), 6);
+        outbox.push_control(Message::Ping(Vec::new().into()));
+        assert_eq!(gauge.max(), 6, "control frames are not data bytes");
+        let mut batch = Vec::new();
+        outbox.next_batch(&mut batch).await;
+        assert_eq!(gauge.max(), 0);
+
+        outbox.push(text(9));
+        let other = Outbox::with_gauge(100, Arc::clone(&gauge));
+        other.push(text(3));
+        assert_eq!(gauge.max(), 9);
+        assert_eq!(outbox.push(text(5)), Push::OverCap);
+        outbox.next_batch(&mut batch).await;
+        assert_eq!(
+            gauge.max(),
+            3,
+            "a slow consumer's discarded queue no longer counts"
+        );
+        drop(other);
+        assert_eq!(gauge.max(), 0);
     }
 
     #[tokio::test]

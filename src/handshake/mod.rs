@@ -76,6 +76,24 @@ pub mod code {
     pub const SERVER_BUSY: &str = "SERVER_BUSY";
     /// 503: the server is shutting down.
     pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";
+
+    /// Every code above: the bounded label set of `cluso_ws_rejected_handshakes_total`.
+    pub const ALL: [&str; 14] = [
+        BAD_REQUEST,
+        HEADERS_TOO_LARGE,
+        BAD_METHOD,
+        NOT_FOUND,
+        BAD_UPGRADE,
+        BAD_KEY,
+        BAD_VERSION,
+        UNSUPPORTED_VERSION,
+        BAD_PROTOCOL,
+        HOST_FORBIDDEN,
+        ORIGIN_FORBIDDEN,
+        UNAUTHORIZED,
+        SERVER_BUSY,
+        SHUTTING_DOWN,
+    ];
 }
 
 /// Everything the handshake check needs to know about one upgrade request.

@@ -37,6 +37,7 @@ pub use health::JsHealthWork;
 pub use lifecycle::{ActiveGuard, Lifeline, State};
 pub use requests::{CallOutcome, Invocation, Ticket};
 
+use crate::fanout::gauge::QueueGauge;
 use crate::fanout::outbox::{CloseReason, Outbox};
 use crate::fanout::{FanOut, Job, Member};
 use crate::gate::Gatekeeper;
@@ -95,10 +96,12 @@ pub struct ConnectionRow {
     pub native: bool,
 }
 
-/// Gauges read from the registry, for `getStats()`.
+/// Gauges for `getStats()` and `metrics()`, each read in O(1).
 #[derive(Debug, Clone, Copy)]
 pub struct Gauges {
     pub counts: RegistryCounts,
+    /// The fullest native outbox's queued bytes, rounded up by at most 1/8
+    /// ([`QueueGauge`]).
     pub max_queued_bytes: usize,
     pub pending_broadcasts: usize,
 }
@@ -126,6 +129,8 @@ pub struct Manager {
     requests: requests::Requests,
     history: Mutex<History>,
     js_inbox: Mutex<Vec<JsDelivery>>,
+    /// Every native outbox's queued bytes, for `queued_bytes_max`.
+    queue_gauge: Arc<QueueGauge>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -151,6 +156,7 @@ impl Manager {
             native_slots: Arc::new(Semaphore::new(slots)),
             requests: requests::Requests::default(),
             js_inbox: Mutex::default(),
+            queue_gauge: Arc::default(),
         })
     }
 
@@ -340,17 +346,21 @@ impl Manager {
             .and_then(broadcast::member_of)
     }
 
-    /// Gauges for `getStats()`.
+    /// Gauges for `getStats()` and `metrics()`: no pass over the connections.
     pub fn gauges(&self) -> Gauges {
-        let (counts, max_queued_bytes) = {
-            let registry = self.read();
-            (registry.counts(), registry.max_queued_bytes())
-        };
         Gauges {
-            counts,
-            max_queued_bytes,
+            counts: self.read().counts(),
+            max_queued_bytes: self.queue_gauge.max(),
             pending_broadcasts: self.fanout.pending(),
         }
+    }
+
+    /// A new native connection's outbox, counted in this manager's gauges.
+    pub fn new_outbox(&self) -> Arc<Outbox> {
+        Arc::new(Outbox::with_gauge(
+            self.options.max_buffered_bytes_per_connection,
+            Arc::clone(&self.queue_gauge),
+        ))
     }
 
     /// Queues a job on the ordered path to native connections.

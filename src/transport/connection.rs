@@ -97,9 +97,7 @@ where
         meta,
     } = admission;
     let id = new_connection_id();
-    let outbox = Arc::new(Outbox::new(
-        manager.options().max_buffered_bytes_per_connection,
-    ));
+    let outbox = manager.new_outbox();
     let key = manager.add_native_connection(&id, &outbox, meta);
     let registration = Registration {
         manager: Arc::clone(&manager),

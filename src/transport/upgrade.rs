@@ -91,7 +91,7 @@ pub async fn refuse<S>(manager: &Manager, stream: &mut S, rejection: &Rejection)
 where
     S: AsyncWrite + Unpin,
 {
-    manager.stats().record_rejected_handshake();
+    manager.stats().record_rejected_handshake(rejection.code);
     warn!(
         status = rejection.status,
         code = rejection.code,
