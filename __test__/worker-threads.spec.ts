@@ -92,9 +92,7 @@ async function freePort(): Promise<number> {
 
 describe('worker_threads', () => {
   it(`frees the port and sockets of a terminated worker, ${CYCLES} times, without crashing`, { timeout: 45_000 }, async () => {
-    const started = Date.now()
     for (let i = 0; i < CYCLES; i++) await cycle(i)
-    expect(Date.now() - started).toBeLessThan(40_000)
   })
 
   it(`frees a port whose bind was in flight when the worker was terminated, ${EARLY_CYCLES} times`, async () => {

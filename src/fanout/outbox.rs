@@ -234,6 +234,15 @@ impl Drop for Outbox {
     }
 }
 
+/// Everything queued in `outbox` as text, for tests outside a runtime.
+#[cfg(test)]
+pub(crate) fn queued_texts_now(outbox: &Outbox) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime builds");
+    runtime.block_on(queued_texts(outbox))
+}
+
 /// Everything queued in `outbox` as text, for tests.
 #[cfg(test)]
 pub(crate) async fn queued_texts(outbox: &Outbox) -> Vec<String> {

@@ -328,13 +328,6 @@ mod tests {
         }
     }
 
-    fn texts(outbox: &Outbox) -> Vec<String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a current-thread runtime builds");
-        rt.block_on(crate::fanout::outbox::queued_texts(outbox))
-    }
-
     #[test]
     fn submitted_jobs_wait_for_the_task() {
         let outbox = Arc::new(Outbox::new(1 << 20));
@@ -366,7 +359,10 @@ mod tests {
         );
         fanout.submit(broadcast("gone"), &stats);
         fanout.drain(&stats);
-        assert_eq!(texts(&outbox), ["after", "bye"]);
+        assert_eq!(
+            crate::fanout::outbox::queued_texts_now(&outbox),
+            ["after", "bye"]
+        );
     }
 
     #[test]
@@ -396,7 +392,10 @@ mod tests {
             outbox.closed(),
             Some(CloseReason::Server { code: CLOSE_NORMAL })
         );
-        assert_eq!(texts(&outbox), ["event", "direct"]);
+        assert_eq!(
+            crate::fanout::outbox::queued_texts_now(&outbox),
+            ["event", "direct"]
+        );
         assert_eq!(stats.snapshot().messages_sent, 1);
     }
 
@@ -429,7 +428,7 @@ mod tests {
             assert!(fanout.pending() <= MAX_PENDING_JOBS);
         }
         fanout.drain(&stats);
-        let received: Vec<usize> = texts(&outbox)
+        let received: Vec<usize> = crate::fanout::outbox::queued_texts_now(&outbox)
             .iter()
             .filter_map(|t| t.parse().ok())
             .collect();

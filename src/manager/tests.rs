@@ -14,13 +14,6 @@ fn manager_with(ids: &[&str]) -> Arc<Manager> {
     manager
 }
 
-fn texts(outbox: &Outbox) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a current-thread runtime builds");
-    rt.block_on(crate::fanout::outbox::queued_texts(outbox))
-}
-
 #[test]
 fn subscribe_message_subscribes_and_answers() {
     let manager = manager_with(&["a"]);
@@ -151,7 +144,7 @@ fn native_replies_and_events_travel_one_ordered_path() {
     manager.publish("files", Utf8Bytes::from_static("late"));
     manager.fanout.drain(&manager.stats);
     assert_eq!(
-        texts(&outbox),
+        crate::fanout::outbox::queued_texts_now(&outbox),
         [
             r#"{"type":"response","id":1,"data":{"status":"subscribed","channel":"files"}}"#,
             "late"
@@ -172,7 +165,7 @@ fn removing_a_native_connection_closes_it_after_earlier_broadcasts() {
         outbox.closed(),
         Some(CloseReason::Server { code: CLOSE_NORMAL })
     );
-    assert_eq!(texts(&outbox), ["before"]);
+    assert_eq!(crate::fanout::outbox::queued_texts_now(&outbox), ["before"]);
 }
 
 #[test]

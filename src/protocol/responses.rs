@@ -5,14 +5,20 @@
 use super::RequestId;
 use crate::envelope::push_json_string;
 
-/// `{"type":"response"[,"id":…],"data":` — the shared head of every response.
-fn response_head(id: Option<&RequestId>) -> String {
+/// `{"type":"response"[,"id":…]` — the shared head of every response.
+fn call_head(id: Option<&RequestId>) -> String {
     let mut out = String::with_capacity(96);
     out.push_str(r#"{"type":"response""#);
     if let Some(id) = id {
         out.push_str(r#","id":"#);
         out.push_str(id.as_json());
     }
+    out
+}
+
+/// `{"type":"response"[,"id":…],"data":` — the head of every response with `data`.
+fn response_head(id: Option<&RequestId>) -> String {
+    let mut out = call_head(id);
     out.push_str(r#","data":"#);
     out
 }
@@ -83,17 +89,6 @@ pub fn pong(id: Option<&RequestId>) -> String {
         out.push_str(id.as_json());
     }
     out.push('}');
-    out
-}
-
-/// `{"type":"response"[,"id":…]` — the head of a handler's answer.
-fn call_head(id: Option<&RequestId>) -> String {
-    let mut out = String::with_capacity(96);
-    out.push_str(r#"{"type":"response""#);
-    if let Some(id) = id {
-        out.push_str(r#","id":"#);
-        out.push_str(id.as_json());
-    }
     out
 }
 
