@@ -13,10 +13,13 @@
 //! nobody has to flush anything. The registry stays the truth for the API
 //! (`getSubscribers()` sees a change at once); this index is the truth for delivery.
 //!
-//! The queue is bounded ([`MAX_PENDING_JOBS`]). When a producer outruns the task and finds
-//! it full, the producer applies queued jobs itself, in order, until the queue is down to
-//! [`PRODUCER_HELPS_UNTIL`]: the broadcast never waits on a socket, never drops a message,
-//! and the queue never grows past its bound.
+//! The queue is bounded. When a producer outruns the task and finds [`MAX_PENDING_JOBS`]
+//! waiting, it applies the oldest job itself — one job, never more, so a `broadcast()` on
+//! Node's thread costs at most one delivery — and queues its own. If the task is delivering
+//! at that moment, the producer does not wait for it: the queue may grow to
+//! [`HARD_MAX_PENDING_JOBS`], and only there does a producer wait its turn. So the broadcast
+//! never waits on a socket, never drops a message, and memory stays bounded; a producer
+//! paces itself on `pendingBroadcasts` (see the README).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,12 +37,16 @@ use crate::stats::Stats;
 /// 1 MiB of distinct payloads plus their bookkeeping; beyond it producers help deliver.
 pub const MAX_PENDING_JOBS: usize = 4096;
 
-/// A producer that found the queue full applies jobs until this many are left.
-pub const PRODUCER_HELPS_UNTIL: usize = MAX_PENDING_JOBS / 2;
+/// Where a producer that found the queue full and the task busy waits for its turn.
+pub const HARD_MAX_PENDING_JOBS: usize = 2 * MAX_PENDING_JOBS;
 
 /// Broadcasts for the same channel delivered together: enough to amortise a subscriber's
 /// lock and wake-up, few enough that one run does not hold the delivery turn for long.
 const MAX_RUN: usize = 64;
+
+/// Outbox pushes one run may make: a run of broadcasts to a channel with many subscribers
+/// is shortened so the delivery turn is never held for long (a few hundred microseconds).
+const MAX_PUSHES_PER_RUN: usize = 4096;
 
 /// A native connection as the delivery index knows it.
 #[derive(Debug, Clone)]
@@ -135,7 +142,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl FanOut {
-    /// Queues a job; when the queue is full, first applies queued jobs on this thread.
+    /// Queues a job. When the queue is full, first applies the oldest job on this thread —
+    /// one, unless the task holds the turn — so a producer never does more than one job's
+    /// delivery per call until the queue reaches its hard bound.
     pub fn submit(&self, job: Job, stats: &Stats) {
         {
             let mut jobs = lock(&self.jobs);
@@ -146,28 +155,41 @@ impl FanOut {
                 return;
             }
         }
-        let mut index = lock(&self.turn);
-        while lock(&self.jobs).len() >= PRODUCER_HELPS_UNTIL {
-            if self.apply_next(&mut index, stats) == 0 {
-                break;
+        let mut index = match self.turn.try_lock() {
+            Ok(index) => index,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let mut jobs = lock(&self.jobs);
+                if jobs.len() < HARD_MAX_PENDING_JOBS {
+                    jobs.push_back(job);
+                    drop(jobs);
+                    self.wake.notify_one();
+                    return;
+                }
+                drop(jobs);
+                lock(&self.turn)
             }
-        }
+        };
+        self.apply_next(&mut index, stats, 1);
         lock(&self.jobs).push_back(job);
         drop(index);
         self.wake.notify_one();
     }
 
     /// Takes the next job — or the run of consecutive broadcasts for one channel at the
-    /// head of the queue, at most [`MAX_RUN`] — and applies it; returns how many jobs.
-    fn apply_next(&self, index: &mut DeliveryIndex, stats: &Stats) -> usize {
+    /// head of the queue, at most `max_run` and [`MAX_PUSHES_PER_RUN`] pushes — and applies
+    /// it; returns how many jobs.
+    fn apply_next(&self, index: &mut DeliveryIndex, stats: &Stats, max_run: usize) -> usize {
         let run: Vec<Job> = {
             let mut jobs = lock(&self.jobs);
             let length = match jobs.front() {
                 None => return 0,
                 Some(Job::Broadcast { channel, .. }) => {
                     let channel = Arc::clone(channel);
+                    let subscribers = index.channels.get(&channel).map_or(0, IndexMap::len);
+                    let max_run = max_run.min(MAX_PUSHES_PER_RUN / subscribers.max(1)).max(1);
                     jobs.iter()
-                        .take(MAX_RUN)
+                        .take(max_run)
                         .take_while(
                             |job| matches!(job, Job::Broadcast { channel: c, .. } if *c == channel),
                         )
@@ -194,7 +216,7 @@ impl FanOut {
         let mut applied = 0;
         loop {
             let mut index = lock(&self.turn);
-            match self.apply_next(&mut index, stats) {
+            match self.apply_next(&mut index, stats, MAX_RUN) {
                 0 => return applied,
                 count => applied += count,
             }
@@ -417,6 +439,27 @@ mod tests {
     }
 
     #[test]
+    fn a_producer_that_finds_the_queue_full_delivers_one_job_and_never_waits_for_the_task() {
+        let outbox = Arc::new(Outbox::new(1 << 30));
+        let fanout = FanOut::default();
+        let stats = Stats::default();
+        fanout.submit(subscribe(member(1, &outbox)), &stats);
+        fanout.drain(&stats);
+        for n in 0..MAX_PENDING_JOBS {
+            fanout.submit(broadcast(&n.to_string()), &stats);
+        }
+        fanout.submit(broadcast("one more"), &stats);
+        assert_eq!(fanout.pending(), MAX_PENDING_JOBS);
+        assert_eq!(crate::fanout::outbox::queued_texts_now(&outbox), ["0"]);
+        // While the task holds the turn, a producer queues beyond the soft bound instead
+        // of waiting, up to the hard one.
+        let held = lock(&fanout.turn);
+        fanout.submit(broadcast("while busy"), &stats);
+        assert_eq!(fanout.pending(), MAX_PENDING_JOBS + 1);
+        drop(held);
+    }
+
+    #[test]
     fn a_full_queue_makes_the_producer_deliver_in_order_without_loss() {
         let outbox = Arc::new(Outbox::new(1 << 30));
         let fanout = FanOut::default();
@@ -425,7 +468,7 @@ mod tests {
         let total = MAX_PENDING_JOBS * 3;
         for index in 0..total {
             fanout.submit(broadcast(&index.to_string()), &stats);
-            assert!(fanout.pending() <= MAX_PENDING_JOBS);
+            assert!(fanout.pending() <= HARD_MAX_PENDING_JOBS);
         }
         fanout.drain(&stats);
         let received: Vec<usize> = crate::fanout::outbox::queued_texts_now(&outbox)
