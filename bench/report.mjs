@@ -22,9 +22,10 @@ const runs = files.map((f) => ({ file: f, ...JSON.parse(fs.readFileSync(f, 'utf8
 const sessions = runs.flatMap((r) => r.sessions)
 const meta = runs[0].meta
 
-const ORDER = ['cluso-native', 'cluso-attach', 'cluso-dropin', 'uws', 'baseline-ws', 'socketio']
+const ORDER = ['cluso-native', 'cluso-native-history', 'cluso-attach', 'cluso-dropin', 'uws', 'baseline-ws', 'socketio']
 const LABEL = {
   'cluso-native': 'cluso-ws native (listen)',
+  'cluso-native-history': 'cluso-ws native, historySize 1000',
   'cluso-attach': 'cluso-ws attach',
   'cluso-dropin': 'cluso-ws drop-in (ws sockets)',
   uws: 'uWebSockets.js pub/sub',
@@ -32,7 +33,7 @@ const LABEL = {
   socketio: 'Socket.IO rooms',
 }
 const COLOR = {
-  'cluso-native': '#d62728', 'cluso-attach': '#ff7f0e', 'cluso-dropin': '#e377c2',
+  'cluso-native': '#d62728', 'cluso-native-history': '#8c564b', 'cluso-attach': '#ff7f0e', 'cluso-dropin': '#e377c2',
   uws: '#1f77b4', 'baseline-ws': '#7f7f7f', socketio: '#2ca02c',
 }
 const servers = ORDER.filter((s) => sessions.some((x) => x.server === s))

@@ -38,7 +38,7 @@ const flag = (name) => {
 const opt = (name, env, dflt) => flag(name) ?? process.env[env] ?? dflt
 const quick = Boolean(flag('quick') ?? (process.env.BENCH_QUICK === '1'))
 const list = (v) => String(v).split(',').map((s) => s.trim()).filter(Boolean)
-const ALL_SERVERS = ['baseline-ws', 'uws', 'socketio', 'cluso-native', 'cluso-attach', 'cluso-dropin']
+const ALL_SERVERS = ['baseline-ws', 'uws', 'socketio', 'cluso-native', 'cluso-native-history', 'cluso-attach', 'cluso-dropin']
 const cfg = {
   servers: list(opt('servers', 'BENCH_SERVERS', ALL_SERVERS.join(','))),
   ns: list(opt('n', 'BENCH_N', quick ? '1000,5000' : '1000,5000,10000')).map(Number),
