@@ -148,12 +148,15 @@ impl History {
     /// Numbers one event of `channel` and keeps it. `envelope` is the event's JSON text,
     /// an object whose last member is `timestamp`; the kept (and returned) text has
     /// `"seq":<n>,"epoch":"<epoch>"` after it.
-    pub fn record(&mut self, channel: &str, envelope: &str, now: Instant) -> Utf8Bytes {
+    pub fn record(&mut self, channel: &str, envelope: String, now: Instant) -> Utf8Bytes {
         let limits = self.limits;
         let history = self.channel(channel);
         history.top += 1;
-        let mut text = String::with_capacity(envelope.len() + 40);
-        text.push_str(envelope.strip_suffix('}').unwrap_or(envelope));
+        // In place: the envelope's closing brace gives way to the two members.
+        let mut text = envelope;
+        if text.ends_with('}') {
+            text.pop();
+        }
         text.push_str(",\"seq\":");
         text.push_str(&history.top.to_string());
         text.push_str(",\"epoch\":\"");
@@ -214,7 +217,7 @@ mod tests {
     fn numbers_events_one_by_one_after_the_timestamp() {
         let mut h = history(10);
         let now = Instant::now();
-        let first = h.record("files", ENVELOPE, now);
+        let first = h.record("files", ENVELOPE.to_owned(), now);
         let epoch = h.resume("files", None, now).position.epoch;
         assert_eq!(
             first.as_str(),
@@ -222,7 +225,7 @@ mod tests {
                 r#"{{"type":"event","channel":"files","data":1,"timestamp":"t","seq":1,"epoch":"{epoch}"}}"#
             )
         );
-        h.record("files", ENVELOPE, now);
+        h.record("files", ENVELOPE.to_owned(), now);
         assert_eq!(h.resume("files", None, now).position.seq, 2);
         assert_eq!(h.resume("other", None, now).position.seq, 0);
         assert_ne!(h.resume("other", None, now).position.epoch, epoch);
@@ -234,7 +237,7 @@ mod tests {
         let now = Instant::now();
         let start = h.resume("files", None, now).position;
         for _ in 0..4 {
-            h.record("files", ENVELOPE, now);
+            h.record("files", ENVELOPE.to_owned(), now);
         }
         let missed_three = h.resume("files", Some(&since(&start, 1)), now);
         assert_eq!(missed_three.replay.map(|r| r.len()), Some(3));
@@ -248,7 +251,7 @@ mod tests {
     fn a_foreign_epoch_or_a_future_seq_is_not_recovered() {
         let mut h = history(3);
         let now = Instant::now();
-        h.record("files", ENVELOPE, now);
+        h.record("files", ENVELOPE.to_owned(), now);
         let foreign = Since {
             epoch: "other".into(),
             seq: 1,
@@ -270,7 +273,7 @@ mod tests {
         });
         let start = Instant::now();
         let position = h.resume("files", None, start).position;
-        h.record("files", ENVELOPE, start);
+        h.record("files", ENVELOPE.to_owned(), start);
         let later = start + Duration::from_secs(6);
         let resumed = h.resume("files", Some(&since(&position, 0)), later);
         assert_eq!(resumed.replay, None);
@@ -289,7 +292,7 @@ mod tests {
         });
         let now = Instant::now();
         for _ in 0..100 {
-            h.record("files", ENVELOPE, now);
+            h.record("files", ENVELOPE.to_owned(), now);
         }
         assert!(h.kept_bytes() <= 250, "{}", h.kept_bytes());
         assert!(h.kept_bytes() > 0);

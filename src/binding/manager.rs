@@ -257,8 +257,13 @@ impl WebSocketManager {
         let (text, bytes) = if core.history_enabled() {
             // Numbered and kept in the core; the JavaScript sockets get the same text.
             let envelope = js.string(text).unwrap_or_default();
-            let sequenced = core.publish_sequenced(&name, &envelope);
-            (js.create_string(&sequenced)?, sequenced.len() as u64)
+            let sequenced = core.publish_sequenced(&name, envelope);
+            let text = if targets.js > 0 {
+                js.create_string(&sequenced)?
+            } else {
+                text
+            };
+            (text, sequenced.len() as u64)
         } else {
             let bytes = js.utf8_len(text) as u64;
             if targets.native > 0 {

@@ -56,7 +56,7 @@ impl Manager {
     /// Numbers one event of `channel` and keeps it (history on), then hands it to the
     /// native subscribers on the ordered path — under the history lock, so a resume never
     /// falls between the numbering and the delivery. Returns the numbered text.
-    pub fn publish_sequenced(&self, channel: &str, envelope: &str) -> Utf8Bytes {
+    pub fn publish_sequenced(&self, channel: &str, envelope: String) -> Utf8Bytes {
         let mut history = self.history();
         let text = history.record(channel, envelope, std::time::Instant::now());
         self.submit(Job::Broadcast {
