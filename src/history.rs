@@ -25,7 +25,7 @@ use crate::protocol::Since;
 const EPOCH_LENGTH: usize = 8;
 
 /// A new epoch: 8 random base-36 characters.
-fn new_epoch() -> Arc<str> {
+pub(crate) fn new_epoch() -> Arc<str> {
     const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rng();
     let epoch: String = (0..EPOCH_LENGTH)
@@ -43,6 +43,8 @@ struct Kept {
 /// One channel's numbering and kept events.
 pub struct ChannelHistory {
     epoch: Arc<str>,
+    /// The epoch and numbering come from Redis (cluster mode), not from this process.
+    shared: bool,
     top: u64,
     events: VecDeque<Kept>,
     bytes: usize,
@@ -59,6 +61,7 @@ impl ChannelHistory {
     fn new() -> Self {
         Self {
             epoch: new_epoch(),
+            shared: false,
             top: 0,
             events: VecDeque::new(),
             bytes: 0,
@@ -70,6 +73,27 @@ impl ChannelHistory {
             epoch: Arc::clone(&self.epoch),
             seq: self.top,
         }
+    }
+
+    /// Keeps `text` as event `seq` (one more than the top).
+    fn keep(&mut self, text: Utf8Bytes, now: Instant, limits: &HistoryOptions) {
+        self.top += 1;
+        self.bytes += text.len();
+        self.events.push_back(Kept {
+            seq: self.top,
+            text,
+            at: now,
+        });
+        self.evict(now, limits);
+    }
+
+    /// Takes the shared position `(epoch, top)` and forgets kept events.
+    fn adopt(&mut self, epoch: &str, top: u64) {
+        self.epoch = Arc::from(epoch);
+        self.shared = true;
+        self.top = top;
+        self.events.clear();
+        self.bytes = 0;
     }
 
     /// Drops what is over the count, byte or age limit, oldest first.
@@ -107,6 +131,19 @@ fn missed(channel: &ChannelHistory, since: &Since) -> Option<Vec<Utf8Bytes>> {
             .map(|kept| kept.text.clone())
             .collect(),
     )
+}
+
+/// `envelope` (a JSON object whose last member is `timestamp`) with
+/// `"seq":<seq>,"epoch":"<epoch>"` after it.
+fn numbered(envelope: &str, seq: u64, epoch: &str) -> Utf8Bytes {
+    let mut text = String::with_capacity(envelope.len() + 40);
+    text.push_str(envelope.strip_suffix('}').unwrap_or(envelope));
+    text.push_str(",\"seq\":");
+    text.push_str(&seq.to_string());
+    text.push_str(",\"epoch\":\"");
+    text.push_str(epoch);
+    text.push_str("\"}");
+    Utf8Bytes::from(text)
 }
 
 /// What a subscribe finds on a channel with history.
@@ -151,23 +188,118 @@ impl History {
     pub fn record(&mut self, channel: &str, envelope: &str, now: Instant) -> Utf8Bytes {
         let limits = self.limits;
         let history = self.channel(channel);
-        history.top += 1;
-        let mut text = String::with_capacity(envelope.len() + 40);
-        text.push_str(envelope.strip_suffix('}').unwrap_or(envelope));
-        text.push_str(",\"seq\":");
-        text.push_str(&history.top.to_string());
-        text.push_str(",\"epoch\":\"");
-        text.push_str(&history.epoch);
-        text.push_str("\"}");
-        let text = Utf8Bytes::from(text);
-        history.bytes += text.len();
-        history.events.push_back(Kept {
-            seq: history.top,
-            text: text.clone(),
-            at: now,
-        });
-        history.evict(now, &limits);
+        let text = numbered(envelope, history.top + 1, &history.epoch);
+        history.keep(text.clone(), now, &limits);
         text
+    }
+
+    /// Cluster mode, Redis down: numbers and keeps one event under a local epoch — a new
+    /// one if the channel's numbering was shared, so no client resumes into a hole.
+    pub fn record_local(&mut self, channel: &str, envelope: &str, now: Instant) -> Utf8Bytes {
+        let history = self.channel(channel);
+        if history.shared {
+            history.epoch = new_epoch();
+            history.shared = false;
+            history.events.clear();
+            history.bytes = 0;
+        }
+        self.record(channel, envelope, now)
+    }
+
+    /// Cluster mode: keeps event `seq` of the shared `epoch` as it came from Redis. Returns
+    /// `false` for one already counted (its `seq` is not above the top): a duplicate, not
+    /// delivered again. A gap or another epoch resets the channel to the event's position
+    /// (what was missed stays readable in Redis).
+    pub fn record_shared(
+        &mut self,
+        channel: &str,
+        seq: u64,
+        epoch: &str,
+        text: Utf8Bytes,
+        now: Instant,
+    ) -> bool {
+        let limits = self.limits;
+        let history = self.channel(channel);
+        if history.shared && *history.epoch == *epoch {
+            if seq <= history.top {
+                return false;
+            }
+            if seq != history.top + 1 {
+                history.adopt(epoch, seq - 1);
+            }
+        } else {
+            history.adopt(epoch, seq.saturating_sub(1));
+        }
+        history.keep(text, now, &limits);
+        true
+    }
+
+    /// Cluster mode: whether `channel`'s position is the shared one, and (for a resume) the
+    /// whole gap after `since` is kept here.
+    pub fn serves_locally(&mut self, channel: &str, since: Option<&Since>, now: Instant) -> bool {
+        let limits = self.limits;
+        let Some(history) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        if !history.shared {
+            return false;
+        }
+        history.evict(now, &limits);
+        since.is_none_or(|since| missed(history, since).is_some())
+    }
+
+    /// Cluster mode: where `channel` stands and what a resume from `since` missed, from a
+    /// read of Redis (`fetched`) and the events delivered since. Every event published
+    /// before the read was delivered before it returned, so the kept top is at least the
+    /// read's unless a connection was lost in between: then the read's position wins.
+    pub fn reconcile(
+        &mut self,
+        channel: &str,
+        fetched: &crate::cluster::Fetched,
+        since: Option<&Since>,
+        now: Instant,
+    ) -> Resume {
+        let limits = self.limits;
+        let history = self.channel(channel);
+        history.evict(now, &limits);
+        if !(history.shared && *history.epoch == *fetched.epoch && history.top >= fetched.top) {
+            history.adopt(&fetched.epoch, fetched.top);
+        }
+        let replay = since.and_then(|since| {
+            if *since.epoch != *fetched.epoch || since.seq > history.top {
+                return None;
+            }
+            let mut replay = Vec::new();
+            let mut next = since.seq + 1;
+            let mut bytes = 0usize;
+            for (seq, text) in &fetched.events {
+                if *seq < next || *seq > fetched.top {
+                    continue;
+                }
+                if *seq != next {
+                    return None;
+                }
+                bytes += text.len();
+                replay.push(text.clone());
+                next += 1;
+            }
+            for kept in &history.events {
+                if kept.seq < next {
+                    continue;
+                }
+                if kept.seq != next {
+                    return None;
+                }
+                bytes += kept.text.len();
+                replay.push(kept.text.clone());
+                next += 1;
+            }
+            (next == history.top + 1 && bytes <= limits.max_bytes).then_some(replay)
+        });
+        Resume {
+            position: history.position(),
+            replay,
+        }
     }
 
     /// Where `channel` stands and, for a client resuming from `since`, what it missed.

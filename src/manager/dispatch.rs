@@ -43,6 +43,13 @@ pub enum Handled {
     /// The application's `authorizeSubscribe` decides first: run
     /// [`Manager::authorize`] and handle its result like this one.
     Authorize(PendingSubscribe),
+    /// Cluster mode: an event for every JavaScript subscriber of `channel` (the fan-out's
+    /// `sendAll`); `targets` is who it reached on both transports, for the statistics.
+    Broadcast {
+        channel: Arc<str>,
+        text: Utf8Bytes,
+        targets: super::BroadcastTargets,
+    },
 }
 
 impl Handled {
@@ -344,17 +351,37 @@ impl Manager {
                 )),
             );
         }
+        if self.subscribe_through_cluster(id, &req, channel, &since) {
+            return Handled::Nothing;
+        }
+        self.complete_subscribe(id, req, channel, since, None)
+    }
+
+    /// Registers a subscribe and answers it — with the channel's position and what a
+    /// resuming client missed when it keeps history (in cluster mode reconciled with
+    /// `fetched`, a read of Redis) — all under the history lock, so no broadcast on the
+    /// channel falls between the history read and the registration.
+    pub(super) fn complete_subscribe(
+        &self,
+        id: &str,
+        req: Option<RequestId>,
+        channel: &str,
+        since: Option<Since>,
+        fetched: Option<&crate::cluster::Fetched>,
+    ) -> Handled {
         let limit = self.options.max_subscriptions_per_connection;
         let mut history = self.history();
-        let (outcome, member) = {
+        let (outcome, member, key) = {
             let mut registry = self.write();
             let outcome = registry.subscribe(id, channel, Some(limit));
-            let member = registry.get(id).and_then(member_of);
-            (outcome, member)
+            let connection = registry.get(id);
+            let member = connection.and_then(member_of);
+            (outcome, member, connection.map(|c| c.key))
         };
-        let resume = history
-            .enabled()
-            .then(|| history.resume(channel, since.as_ref(), Instant::now()));
+        let resume = history.enabled().then(|| match fetched {
+            Some(fetched) => history.reconcile(channel, fetched, since.as_ref(), Instant::now()),
+            None => history.resume(channel, since.as_ref(), Instant::now()),
+        });
         let position = resume.as_ref().map(|r| &r.position);
         let recovered = since
             .as_ref()
@@ -382,11 +409,26 @@ impl Manager {
                 });
                 Handled::Nothing
             }
-            None => Handled::Changed {
-                reply,
-                change: Change::Subscribed(channel.to_owned()),
-                replay,
-            },
+            None => {
+                let handled = Handled::Changed {
+                    reply,
+                    change: Change::Subscribed(channel.to_owned()),
+                    replay,
+                };
+                match key {
+                    // Cluster mode: events for JavaScript sockets travel the inbox, so the
+                    // subscription joins it in the same order as on the ordered path.
+                    Some(key) if self.cluster.get().is_some() => {
+                        self.deliver_to_js(JsDelivery {
+                            id: Arc::from(id),
+                            key,
+                            handled,
+                        });
+                        Handled::Nothing
+                    }
+                    _ => handled,
+                }
+            }
         }
     }
 }
