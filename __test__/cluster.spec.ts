@@ -227,6 +227,33 @@ describe('cluster: several processes through one Redis', () => {
   }, 30_000)
 })
 
+describe('cluster: security', () => {
+  it('works over rediss:// (TLS) with a user and password, and stays local with a wrong one', async () => {
+    const user = { name: 'alice', pass: 's3cret' }
+    const redis = await startRedis({ tls: true, user })
+    const env = { SSL_CERT_FILE: redis.caFile ?? '' }
+    const [a, b] = await Promise.all([startNode(redis, 'tls', env), startNode(redis, 'tls', env)])
+    await Promise.all([a!.up(), b!.up()])
+    const onB = await b!.client('native')
+    await subscribe(onB)
+    await a!.broadcast('a', 3)
+    expect((await events(onB, 3)).map(tag)).toEqual(['a0@1', 'a1@2', 'a2@3'])
+
+    const wrong = await startNode(
+      { ...redis, url: redis.url.replace(':s3cret@', ':wrong@') },
+      'tls',
+      env,
+    )
+    const onWrong = await wrong.client('js')
+    await subscribe(onWrong)
+    await wrong.broadcast('w', 1)
+    expect(tag((await events(onWrong, 1))[0]!)).toBe('w0@1')
+    const stats = await wrong.stats()
+    expect(stats).toMatchObject({ clusterUp: false, clusterLocalOnly: 1 })
+    expect(onB.pending()).toBe(0)
+  }, 30_000)
+})
+
 describe('cluster: configuration', () => {
   it('throws ERR_CLUSO_INVALID_OPTION for a URL that does not parse, or a bad prefix', () => {
     for (const cluster of [

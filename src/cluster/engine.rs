@@ -121,6 +121,9 @@ impl Engine {
         sink: Weak<dyn Sink>,
         token: CancellationToken,
     ) -> Result<Self, String> {
+        // rediss://: rustls needs a crypto provider; the first manager installs ring's for
+        // this copy of rustls (a later call finds it installed and changes nothing).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let info = options
             .redis_url()
             .into_connection_info()
