@@ -45,6 +45,9 @@ pub struct ChannelHistory {
     epoch: Arc<str>,
     /// The epoch and numbering come from Redis (cluster mode), not from this process.
     shared: bool,
+    /// The connection to Redis (counted by [`History::reconnected`]) over which this
+    /// channel's shared position was last confirmed.
+    connection: u64,
     top: u64,
     events: VecDeque<Kept>,
     bytes: usize,
@@ -62,6 +65,7 @@ impl ChannelHistory {
         Self {
             epoch: new_epoch(),
             shared: false,
+            connection: 0,
             top: 0,
             events: VecDeque::new(),
             bytes: 0,
@@ -158,6 +162,9 @@ pub struct Resume {
 /// Every channel's history, for one manager.
 pub struct History {
     limits: HistoryOptions,
+    /// Cluster mode: connections to Redis so far. A channel last confirmed over an earlier
+    /// one may have missed events while disconnected, so it reads Redis before answering.
+    connection: u64,
     channels: HashMap<Arc<str>, ChannelHistory>,
 }
 
@@ -165,6 +172,7 @@ impl History {
     pub fn new(limits: HistoryOptions) -> Self {
         Self {
             limits,
+            connection: 0,
             channels: HashMap::new(),
         }
     }
@@ -219,7 +227,10 @@ impl History {
         now: Instant,
     ) -> bool {
         let limits = self.limits;
+        let connection = self.connection;
         let history = self.channel(channel);
+        // This event came over the current connection: from here on nothing is missed.
+        history.connection = connection;
         if history.shared && *history.epoch == *epoch {
             if seq <= history.top {
                 return false;
@@ -238,10 +249,11 @@ impl History {
     /// whole gap after `since` is kept here.
     pub fn serves_locally(&mut self, channel: &str, since: Option<&Since>, now: Instant) -> bool {
         let limits = self.limits;
+        let connection = self.connection;
         let Some(history) = self.channels.get_mut(channel) else {
             return false;
         };
-        if !history.shared {
+        if !history.shared || history.connection != connection {
             return false;
         }
         history.evict(now, &limits);
@@ -260,11 +272,13 @@ impl History {
         now: Instant,
     ) -> Resume {
         let limits = self.limits;
+        let connection = self.connection;
         let history = self.channel(channel);
         history.evict(now, &limits);
         if !(history.shared && *history.epoch == *fetched.epoch && history.top >= fetched.top) {
             history.adopt(&fetched.epoch, fetched.top);
         }
+        history.connection = connection;
         let replay = since.and_then(|since| {
             if *since.epoch != *fetched.epoch || since.seq > history.top {
                 return None;
@@ -311,6 +325,12 @@ impl History {
             position: history.position(),
             replay: since.and_then(|since| missed(history, since)),
         }
+    }
+
+    /// Cluster mode: a new connection to Redis is up. Channels answer from here again only
+    /// once an event or a read over it confirms where they stand.
+    pub fn reconnected(&mut self) {
+        self.connection += 1;
     }
 
     /// Bytes of kept events across all channels.
@@ -425,5 +445,97 @@ mod tests {
         }
         assert!(h.kept_bytes() <= 250, "{}", h.kept_bytes());
         assert!(h.kept_bytes() > 0);
+    }
+
+    fn shared_text(seq: u64) -> Utf8Bytes {
+        Utf8Bytes::from(format!("{{\"n\":{seq}}}"))
+    }
+
+    fn fetched(epoch: &str, top: u64, from: u64) -> crate::cluster::Fetched {
+        crate::cluster::Fetched {
+            epoch: epoch.into(),
+            top,
+            events: (from..=top).map(|seq| (seq, shared_text(seq))).collect(),
+        }
+    }
+
+    #[test]
+    fn shared_events_dedupe_and_a_gap_resets_the_mirror() {
+        let mut h = history(10);
+        let now = Instant::now();
+        h.reconnected();
+        assert!(h.record_shared("files", 5, "abc", shared_text(5), now));
+        assert!(h.record_shared("files", 6, "abc", shared_text(6), now));
+        assert!(
+            !h.record_shared("files", 6, "abc", shared_text(6), now),
+            "duplicate"
+        );
+        let since = Since {
+            epoch: "abc".into(),
+            seq: 5,
+        };
+        assert!(h.serves_locally("files", Some(&since), now));
+        assert!(
+            h.record_shared("files", 9, "abc", shared_text(9), now),
+            "after a gap"
+        );
+        assert!(
+            !h.serves_locally("files", Some(&since), now),
+            "the gap is not kept here"
+        );
+        assert_eq!(h.resume("files", None, now).position.seq, 9);
+        h.reconnected();
+        assert!(
+            !h.serves_locally("files", None, now),
+            "stale after a reconnection"
+        );
+        assert!(h.record_shared("files", 10, "abc", shared_text(10), now));
+        assert!(
+            h.serves_locally("files", None, now),
+            "confirmed by an event"
+        );
+    }
+
+    #[test]
+    fn a_read_of_redis_and_the_mirror_make_one_gap_or_none() {
+        let mut h = history(10);
+        let now = Instant::now();
+        // Delivered while the read was in flight: 8 and 9 are in the mirror.
+        assert!(h.record_shared("files", 8, "abc", shared_text(8), now));
+        assert!(h.record_shared("files", 9, "abc", shared_text(9), now));
+        let since = Since {
+            epoch: "abc".into(),
+            seq: 3,
+        };
+        let resume = h.reconcile("files", &fetched("abc", 7, 4), Some(&since), now);
+        assert_eq!(resume.position.seq, 9);
+        let replay = resume.replay.expect("recovered");
+        assert_eq!(replay, (4..=9).map(shared_text).collect::<Vec<_>>());
+        // A hole in what Redis returned: nothing.
+        let mut holed = fetched("abc", 7, 4);
+        holed.events.remove(1);
+        assert_eq!(h.reconcile("files", &holed, Some(&since), now).replay, None);
+        // Another epoch in Redis: the mirror takes it, the resume is not recovered.
+        let other = h.reconcile("files", &fetched("xyz", 2, 1), Some(&since), now);
+        assert_eq!((other.position.seq, other.replay), (2, None));
+        assert_eq!(&*other.position.epoch, "xyz");
+    }
+
+    #[test]
+    fn local_numbering_during_an_outage_takes_a_new_epoch() {
+        let mut h = history(10);
+        let now = Instant::now();
+        assert!(h.record_shared("files", 4, "abc", shared_text(4), now));
+        h.record_local("files", ENVELOPE, now);
+        let position = h.resume("files", None, now).position;
+        assert_ne!(&*position.epoch, "abc");
+        let since = Since {
+            epoch: "abc".into(),
+            seq: 4,
+        };
+        assert_eq!(h.resume("files", Some(&since), now).replay, None);
+        // Redis is back: its epoch returns with the next event.
+        assert!(h.record_shared("files", 5, "abc", shared_text(5), now));
+        assert_eq!(&*h.resume("files", None, now).position.epoch, "abc");
     }
 }

@@ -341,6 +341,12 @@ async fn delivery_survives_redis_going_away_and_resumes_when_it_returns() {
     redis.restart().await;
     up(&a).await;
     up(&b).await;
+    // b saw nothing since it reconnected: it answers with where Redis stands, not with
+    // what it knew before the outage.
+    let mut late_on_b = connect(b_addr).await;
+    let fresh = subscribe(&mut late_on_b, "files", None).await;
+    assert_ne!(fresh["epoch"], before[0].2.as_str(), "{fresh}");
+    assert_eq!(fresh["seq"], 0);
     a.cluster_publish("files", envelope("files", "after"));
     let after_b = events(&mut on_b, 1).await;
     assert_eq!(
@@ -349,6 +355,13 @@ async fn delivery_survives_redis_going_away_and_resumes_when_it_returns() {
     );
     let after_a = events(&mut on_a, 1).await;
     assert_eq!(after_a, after_b);
+    let after_late = events(&mut late_on_b, 1).await;
+    assert_eq!(after_late, after_b);
+    assert_eq!(
+        fresh["epoch"],
+        after_late[0].2.as_str(),
+        "the position it gave was Redis's"
+    );
     // Redis lost its data (no persistence): a new shared epoch.
     assert_ne!(after_a[0].2, before[0].2);
     assert!(a.cluster_status().expect("cluster").local >= 1);

@@ -138,4 +138,6 @@ pub trait Sink: Send + Sync {
     fn deliver(&self, incoming: Incoming);
     /// A broadcast that could not go through Redis (down): delivered to this process only.
     fn deliver_local(&self, channel: &str, envelope: &str);
+    /// A new connection is subscribed: what was delivered before it may have gaps.
+    fn connected(&self);
 }

@@ -26,6 +26,11 @@ pub(super) async fn run(inner: Arc<Inner>, token: CancellationToken) {
     let mut warned = false;
     loop {
         let lost = token.child_token();
+        // Before the new connection's first push: everything delivered from here on came
+        // over it.
+        if let Some(sink) = inner.sink.upgrade() {
+            sink.connected();
+        }
         match connect(&inner, lost.clone()).await {
             Ok(connection) => {
                 backoff = MIN_BACKOFF;

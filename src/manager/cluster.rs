@@ -146,6 +146,10 @@ impl Sink for Manager {
         drop(history);
     }
 
+    fn connected(&self) {
+        self.history().reconnected();
+    }
+
     fn deliver_local(&self, channel: &str, envelope: &str) {
         let mut history = self.history();
         let text = if history.enabled() {
