@@ -134,6 +134,27 @@ describe('cluster: several processes through one Redis', () => {
     expect(stats).toMatchObject({ clusterUp: true, clusterDropped: 0, clusterLocalOnly: 0, broadcasts: 40 })
   })
 
+  it('keeps a JavaScript socket\'s subscription changes in order with the events', async () => {
+    const redis = await startRedis()
+    const a = await startNode(redis, 'changes')
+    await a.up()
+    const flaky = await a.client('js')
+    const steady = await a.client('js')
+    await flaky.next()
+    await subscribe(steady)
+    // subscribe and unsubscribe back to back, without waiting for the first answer
+    flaky.send(JSON.stringify({ type: 'subscribe', channel: 'files', id: 's' }))
+    flaky.send(JSON.stringify({ type: 'unsubscribe', channel: 'files', id: 'u' }))
+    const answers = [JSON.parse(await flaky.next()), JSON.parse(await flaky.next())]
+    expect(answers.map((r) => r.data.status)).toEqual(['subscribed', 'unsubscribed'])
+    await a.broadcast('a', 1)
+    expect(tag((await events(steady, 1))[0]!)).toBe('a0@1')
+    // the same fan-out call would have reached it: after a ping's answer, nothing is pending
+    flaky.send(JSON.stringify({ type: 'ping' }))
+    expect(JSON.parse(await flaky.next()).type).toBe('pong')
+    expect(flaky.pending()).toBe(0)
+  })
+
   it('resumes a client on another process, from the mirror or from the Redis stream', async () => {
     const redis = await startRedis()
     const [a, b] = await Promise.all([startNode(redis, 'resume'), startNode(redis, 'resume')])

@@ -277,6 +277,7 @@ impl Shared {
                     }
                 }
             }
+            Handled::Mirror(change) => self.apply_change(js, key, &change),
             Handled::Broadcast {
                 channel,
                 text,

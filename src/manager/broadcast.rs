@@ -189,7 +189,10 @@ impl Manager {
             (connection.key, member_of(connection))
         };
         let Some(member) = member else {
-            return Some(JsChange { key, change });
+            return match self.js_in_order(id, super::Handled::Mirror(change)) {
+                super::Handled::Mirror(change) => Some(JsChange { key, change }),
+                _ => None,
+            };
         };
         self.submit(match change {
             Change::Subscribed(channel) => Job::Subscribe {

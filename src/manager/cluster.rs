@@ -81,6 +81,26 @@ impl Manager {
         }
     }
 
+    /// Cluster mode: a JavaScript socket's subscription change (and its reply) joins the
+    /// inbox, where the events for JavaScript sockets are, so the fan-out index changes in
+    /// the same order as on the ordered path; otherwise `handled` goes back to the caller.
+    pub(super) fn js_in_order(&self, id: &str, handled: Handled) -> Handled {
+        if self.cluster.get().is_none() {
+            return handled;
+        }
+        match self.lookup(id) {
+            Some((key, false)) => {
+                self.deliver_to_js(JsDelivery {
+                    id: Arc::from(id),
+                    key,
+                    handled,
+                });
+                Handled::Nothing
+            }
+            _ => handled,
+        }
+    }
+
     /// A subscribe that must read Redis first: started here, completed by
     /// [`Manager::complete_subscribe`] when the read returns. Returns whether it did.
     pub(super) fn subscribe_through_cluster(

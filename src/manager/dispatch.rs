@@ -43,6 +43,9 @@ pub enum Handled {
     /// The application's `authorizeSubscribe` decides first: run
     /// [`Manager::authorize`] and handle its result like this one.
     Authorize(PendingSubscribe),
+    /// Mirror this subscription change into the JavaScript fan-out index (cluster mode: a
+    /// server-side change, in order with the events in the inbox).
+    Mirror(Change),
     /// Cluster mode: an event for every JavaScript subscriber of `channel` (the fan-out's
     /// `sendAll`); `targets` is who it reached on both transports, for the statistics.
     Broadcast {
@@ -208,11 +211,14 @@ impl Manager {
                 });
                 Handled::Nothing
             }
-            None => Handled::Changed {
-                reply,
-                change: Change::Unsubscribed(channel),
-                replay: Vec::new(),
-            },
+            None => self.js_in_order(
+                id,
+                Handled::Changed {
+                    reply,
+                    change: Change::Unsubscribed(channel),
+                    replay: Vec::new(),
+                },
+            ),
         }
     }
 
@@ -371,12 +377,11 @@ impl Manager {
     ) -> Handled {
         let limit = self.options.max_subscriptions_per_connection;
         let mut history = self.history();
-        let (outcome, member, key) = {
+        let (outcome, member) = {
             let mut registry = self.write();
             let outcome = registry.subscribe(id, channel, Some(limit));
-            let connection = registry.get(id);
-            let member = connection.and_then(member_of);
-            (outcome, member, connection.map(|c| c.key))
+            let member = registry.get(id).and_then(member_of);
+            (outcome, member)
         };
         let resume = history.enabled().then(|| match fetched {
             Some(fetched) => history.reconcile(channel, fetched, since.as_ref(), Instant::now()),
@@ -409,26 +414,14 @@ impl Manager {
                 });
                 Handled::Nothing
             }
-            None => {
-                let handled = Handled::Changed {
+            None => self.js_in_order(
+                id,
+                Handled::Changed {
                     reply,
                     change: Change::Subscribed(channel.to_owned()),
                     replay,
-                };
-                match key {
-                    // Cluster mode: events for JavaScript sockets travel the inbox, so the
-                    // subscription joins it in the same order as on the ordered path.
-                    Some(key) if self.cluster.get().is_some() => {
-                        self.deliver_to_js(JsDelivery {
-                            id: Arc::from(id),
-                            key,
-                            handled,
-                        });
-                        Handled::Nothing
-                    }
-                    _ => handled,
-                }
-            }
+                },
+            ),
         }
     }
 }

@@ -204,7 +204,8 @@ where
             | Handled::Dropped
             | Handled::Authorize(_)
             | Handled::Invoke(_)
-            | Handled::Broadcast { .. } => {}
+            | Handled::Broadcast { .. }
+            | Handled::Mirror(_) => {}
             Handled::Reply(reply) | Handled::Changed { reply, .. } => {
                 manager.send_native(id, key, reply);
             }
