@@ -415,3 +415,80 @@ async fn a_slow_redis_meets_the_bounded_queue() {
     assert_eq!(status.local, 0, "nothing fell back to local delivery");
     stop(&[&a]).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_that_starts_later_is_found_by_itself() {
+    let mut redis = Redis::start().await;
+    redis.kill();
+    let (a, a_addr) = start(options(&redis, "late", 10, 100)).await;
+    let mut on_a = connect(a_addr).await;
+    subscribe(&mut on_a, "files", None).await;
+    a.cluster_publish("files", envelope("files", "alone"));
+    assert_eq!(
+        events(&mut on_a, 1).await[0].0,
+        "alone",
+        "local until Redis comes"
+    );
+    assert!(!a.cluster_status().expect("cluster").up);
+    redis.restart().await;
+    up(&a).await;
+    let (b, b_addr) = start(options(&redis, "late", 10, 100)).await;
+    up(&b).await;
+    let mut on_b = connect(b_addr).await;
+    subscribe(&mut on_b, "files", None).await;
+    a.cluster_publish("files", envelope("files", "together"));
+    assert_eq!(events(&mut on_b, 1).await[0].0, "together");
+    assert_eq!(events(&mut on_a, 1).await[0].0, "together");
+    stop(&[&a, &b]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_comes_back_from_redis_is_checked_before_it_reaches_a_client() {
+    let redis = Redis::start().await;
+    let (a, a_addr) = start(options(&redis, "hostile", 10, 100)).await;
+    up(&a).await;
+    let mut on_a = connect(a_addr).await;
+    subscribe(&mut on_a, "files", None).await;
+    let mut admin = redis.command_connection().await.expect("admin");
+    let huge = format!("n:{{\"x\":\"{}\"}}", "a".repeat(17 * 1024 * 1024));
+    for forged in [
+        "garbage".to_owned(),
+        "n:not json".to_owned(),
+        "s:1:bad epoch!:{}".to_owned(),
+        "s:-3:abc:{}".to_owned(),
+        "s:99999999999999999999999999:abc:{}".to_owned(),
+        huge,
+    ] {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("hostile:p:files")
+            .arg(forged)
+            .query_async(&mut admin)
+            .await
+            .expect("publish");
+    }
+    // Stream entries of the wrong shape: a resume reading them is refused, not a crash.
+    let _: () = redis::cmd("HSET")
+        .arg("hostile:m:other")
+        .arg("e")
+        .arg("abc")
+        .arg("s")
+        .arg(2)
+        .query_async(&mut admin)
+        .await
+        .expect("hset");
+    let _: String = redis::cmd("XADD")
+        .arg("hostile:s:other")
+        .arg("2-0")
+        .arg("nod")
+        .arg("x")
+        .query_async(&mut admin)
+        .await
+        .expect("xadd");
+    let reply = subscribe(&mut on_a, "other", Some(("abc", 1))).await;
+    assert_eq!(reply["recovered"], false, "{reply}");
+    a.cluster_publish("files", envelope("files", "real"));
+    let next = events(&mut on_a, 1).await;
+    assert_eq!(next[0].0, "real", "nothing forged got through");
+    assert!(a.cluster_status().expect("cluster").up);
+    stop(&[&a]).await;
+}
