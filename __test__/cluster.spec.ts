@@ -62,6 +62,10 @@ class Node {
     return (await this.ask('stats')).stats as Stats
   }
 
+  async metrics(): Promise<string> {
+    return (await this.ask('stats')).metrics as string
+  }
+
   up(deadline = RECONNECT_MS) {
     return waitFor('cluster up', async () => (await this.stats()).clusterUp === true, deadline)
   }
@@ -201,6 +205,7 @@ describe('cluster: several processes through one Redis', () => {
 
     await redis.kill()
     await waitFor('a sees Redis down', async () => (await a!.stats()).clusterUp === false)
+    expect(await a!.metrics()).toMatch(/^cluso_ws_cluster_up 0$/m)
     await a!.broadcast('down', 3)
     const during = await events(onA, 3)
     expect(during.map((e) => e.data.i)).toEqual([0, 1, 2])
@@ -213,6 +218,7 @@ describe('cluster: several processes through one Redis', () => {
 
     await redis.restart()
     await Promise.all([a!.up(), b!.up()])
+    expect(await a!.metrics()).toMatch(/^cluso_ws_cluster_up 1$/m)
     await b!.broadcast('after', 2)
     const afterA = await events(onA, 2)
     const afterB = await events(onB, 2)
