@@ -206,6 +206,27 @@ export interface AttachOptions {
   cwd?: string
 }
 
+/** `cluster` of the manager's options. */
+export interface ClusterOption {
+  /**
+   * `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS) or
+   * `redis+unix:///path`. One that does not parse throws `ERR_CLUSO_INVALID_OPTION`;
+   * one that cannot be reached means local delivery and retries, logged.
+   */
+  redisUrl: string
+  /**
+   * Prefix of every key and pub/sub channel in Redis.
+   * @default 'cluso-ws'
+   */
+  prefix?: string
+  /**
+   * Broadcasts waiting for Redis at most; more are dropped and counted
+   * (`getStats().clusterDropped`).
+   * @default 10000
+   */
+  maxQueuedPublishes?: number
+}
+
 /** A connection as `authorizeSubscribe` sees it. */
 export interface ConnectionInfo {
   id: string
@@ -397,6 +418,12 @@ export interface ManagerOptions {
    * @default 1048576
    */
   historyMaxBytes?: number
+  /**
+   * Scale-out through Redis: every process with the same `redisUrl` and `prefix` delivers
+   * every broadcast, each channel in one order, with `seq` / `epoch` shared (history on)
+   * so a client can resume on any process. See docs/scaling-out.md.
+   */
+  cluster?: ClusterOption
 }
 
 /** Counters and gauges of a manager, as returned by `getStats()`. */
@@ -434,6 +461,20 @@ export interface ManagerStats {
   maxQueuedBytes: number
   /** Broadcasts waiting for the fan-out task. */
   pendingBroadcasts: number
+  /**
+   * With `cluster`: whether the manager is connected to Redis and subscribed (while it
+   * is not, broadcasts reach this process only). Absent without `cluster`.
+   */
+  clusterUp?: boolean
+  /**
+   * With `cluster`: broadcasts dropped because the queue for Redis was full (a slow
+   * Redis) or the event was over 16 MiB.
+   */
+  clusterDropped?: number
+  /** With `cluster`: broadcasts waiting for Redis. */
+  clusterQueued?: number
+  /** With `cluster`: broadcasts delivered to this process only because Redis was down. */
+  clusterLocalOnly?: number
 }
 
 /** Data of a `search` event. */

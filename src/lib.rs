@@ -5,6 +5,8 @@
 //! - [`manager`]: the core `Manager` — every decision of a `WebSocketManager` for both
 //!   transports: dispatch of client messages, broadcasts, health verdicts, lifecycle and
 //!   shutdown. It owns the registry; nothing else changes it.
+//! - [`cluster`]: scale-out through Redis — one Lua script per broadcast numbers, keeps
+//!   and publishes it; every process delivers what comes back, in one order per channel.
 //! - [`history`]: per-channel `seq` / `epoch` and the kept events a resuming client gets.
 //! - [`registry`]: connections, their channel sets and the channel → subscribers index.
 //! - [`fanout`]: the ordered path to native connections (one job queue for broadcasts,
@@ -22,6 +24,7 @@
 //! - `binding` (cdylib only): the napi-rs classes `WebSocketManager`, `EventBroadcaster`
 //!   and `NativeSocket`; they convert JavaScript values and delegate to the core.
 
+pub mod cluster;
 pub mod envelope;
 pub mod error;
 pub mod fanout;

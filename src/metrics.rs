@@ -13,6 +13,7 @@
 
 use std::fmt::Write as _;
 
+use crate::cluster::ClusterStatus;
 use crate::handshake::code as refusal;
 use crate::manager::{Gauges, Manager};
 use crate::stats::{RequestResult, StatsSnapshot};
@@ -25,6 +26,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct MetricsSnapshot {
     pub gauges: Gauges,
     pub stats: StatsSnapshot,
+    /// The link to Redis, with the `cluster` option: its families are written only then.
+    pub cluster: Option<ClusterStatus>,
 }
 
 impl MetricsSnapshot {
@@ -33,6 +36,7 @@ impl MetricsSnapshot {
         Self {
             gauges: manager.gauges(),
             stats: manager.stats().snapshot(),
+            cluster: manager.cluster_status(),
         }
     }
 }
@@ -67,7 +71,11 @@ impl<'a> Family<'a> {
 
 /// The Prometheus text (format 0.0.4) of one snapshot.
 pub fn render(snapshot: &MetricsSnapshot) -> String {
-    let MetricsSnapshot { gauges, stats } = snapshot;
+    let MetricsSnapshot {
+        gauges,
+        stats,
+        cluster,
+    } = snapshot;
     let counts = gauges.counts;
     let mut out = String::with_capacity(3072);
     let gauge = "gauge";
@@ -165,7 +173,42 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
             .map(|result| result.label())
             .zip(stats.requests),
     );
+    if let Some(cluster) = cluster {
+        render_cluster(&mut out, cluster);
+    }
     out
+}
+
+/// The `cluster` option's families: the link to Redis and its publish queue.
+fn render_cluster(out: &mut String, cluster: &ClusterStatus) {
+    Family::new(
+        out,
+        "cluso_ws_cluster_up",
+        "gauge",
+        "1 while connected to Redis and subscribed; 0 while broadcasts reach this process only.",
+    )
+    .sample(u64::from(cluster.up));
+    Family::new(
+        out,
+        "cluso_ws_cluster_queued",
+        "gauge",
+        "Broadcasts waiting for Redis.",
+    )
+    .sample(cluster.queued as u64);
+    Family::new(
+        out,
+        "cluso_ws_cluster_dropped_total",
+        "counter",
+        "Broadcasts dropped: the queue for Redis was full, or the event was over 16 MiB.",
+    )
+    .sample(cluster.dropped);
+    Family::new(
+        out,
+        "cluso_ws_cluster_local_only_total",
+        "counter",
+        "Broadcasts delivered to this process only because Redis was down.",
+    )
+    .sample(cluster.local);
 }
 
 /// [`render`] of `manager` now.
@@ -211,6 +254,7 @@ mod tests {
                 pending_broadcasts: 0,
             },
             stats,
+            cluster: None,
         }
     }
 
@@ -282,6 +326,7 @@ cluso_ws_requests_total{result=\"no_handler\"} 0
                 pending_broadcasts: 0,
             },
             stats: StatsSnapshot::default(),
+            cluster: None,
         });
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         // 2 transports + 3 gauges + 4 counters + refusal codes + dead peers + results.
@@ -307,5 +352,37 @@ cluso_ws_requests_total{result=\"no_handler\"} 0
     fn a_fresh_manager_renders_zeros() {
         let manager = Manager::new(crate::options::Options::default());
         assert!(text(&manager).contains("cluso_ws_connections{transport=\"native\"} 0\n"));
+    }
+
+    #[test]
+    fn the_cluster_families_appear_with_the_cluster_option_only() {
+        let mut with = snapshot();
+        with.cluster = Some(ClusterStatus {
+            up: true,
+            published: 10,
+            dropped: 2,
+            local: 3,
+            queued: 1,
+        });
+        let text = render(&with);
+        assert!(text.starts_with(EXPECTED), "the rest is unchanged");
+        assert_eq!(
+            &text[EXPECTED.len()..],
+            "# HELP cluso_ws_cluster_up 1 while connected to Redis and subscribed; 0 while \
+             broadcasts reach this process only.\n\
+             # TYPE cluso_ws_cluster_up gauge\n\
+             cluso_ws_cluster_up 1\n\
+             # HELP cluso_ws_cluster_queued Broadcasts waiting for Redis.\n\
+             # TYPE cluso_ws_cluster_queued gauge\n\
+             cluso_ws_cluster_queued 1\n\
+             # HELP cluso_ws_cluster_dropped_total Broadcasts dropped: the queue for Redis was \
+             full, or the event was over 16 MiB.\n\
+             # TYPE cluso_ws_cluster_dropped_total counter\n\
+             cluso_ws_cluster_dropped_total 2\n\
+             # HELP cluso_ws_cluster_local_only_total Broadcasts delivered to this process only \
+             because Redis was down.\n\
+             # TYPE cluso_ws_cluster_local_only_total counter\n\
+             cluso_ws_cluster_local_only_total 3\n"
+        );
     }
 }

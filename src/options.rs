@@ -76,6 +76,8 @@ pub struct Options {
     pub request_timeout: Option<Duration>,
     pub max_pending_requests_per_connection: usize,
     pub history: HistoryOptions,
+    /// Scale-out through Redis (`cluster`); `None` keeps every broadcast in this process.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// What each channel keeps for resuming clients.
@@ -116,6 +118,7 @@ impl Default for Options {
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             max_pending_requests_per_connection: DEFAULT_MAX_PENDING_REQUESTS_PER_CONNECTION,
             history: HistoryOptions::default(),
+            cluster: None,
         }
     }
 }

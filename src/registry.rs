@@ -25,6 +25,9 @@ pub type ConnectionId = Arc<str>;
 pub struct RecordKey(u64);
 
 impl RecordKey {
+    /// Never a record's key (they start at 1): for work that concerns no one record.
+    pub const NONE: RecordKey = RecordKey(0);
+
     pub fn as_u64(self) -> u64 {
         self.0
     }

@@ -277,6 +277,12 @@ impl Shared {
                     }
                 }
             }
+            Handled::Mirror(change) => self.apply_change(js, key, &change),
+            Handled::Broadcast {
+                channel,
+                text,
+                targets,
+            } => self.fan_out(js, &channel, &text, targets),
             Handled::Authorize(pending) => {
                 // The decision is the core's, on the runtime; its result comes back to
                 // this thread through the waker, keyed by record — no JavaScript value is
@@ -284,6 +290,25 @@ impl Shared {
                 self.core.authorize_for_js(Arc::clone(id), key, pending);
             }
         }
+    }
+
+    /// Cluster mode: an event that came back from Redis, to this channel's JavaScript
+    /// sockets (the fan-out's `sendAll`, as a local broadcast does).
+    fn fan_out(
+        &self,
+        js: Js,
+        channel: &str,
+        text: &str,
+        targets: crate::manager::BroadcastTargets,
+    ) {
+        let (Ok(key), Ok(raw)) = (js.create_string(channel), js.create_string(text)) else {
+            warn!(channel, "cluster event not delivered to JavaScript sockets");
+            return;
+        };
+        let fanned = self.sockets.fanout().send_all(js, key, raw);
+        let cut = self.drop_slow_consumers(&fanned.cut);
+        self.core
+            .record_delivery(channel, targets, fanned.failed, cut, text.len() as u64);
     }
 
     fn reply(&self, js: Js, id: &str, key: RecordKey, reply: &str) {

@@ -74,6 +74,16 @@ pub struct ManagerStats {
     pub max_queued_bytes: f64,
     /// Broadcasts waiting for the fan-out task.
     pub pending_broadcasts: f64,
+    /// With `cluster`: whether the manager is connected to Redis and subscribed (while it
+    /// is not, broadcasts reach this process only). Absent without `cluster`.
+    pub cluster_up: Option<bool>,
+    /// With `cluster`: broadcasts dropped because the queue for Redis was full (a slow
+    /// Redis) or the event was over 16 MiB.
+    pub cluster_dropped: Option<f64>,
+    /// With `cluster`: broadcasts waiting for Redis.
+    pub cluster_queued: Option<f64>,
+    /// With `cluster`: broadcasts delivered to this process only because Redis was down.
+    pub cluster_local_only: Option<f64>,
 }
 
 impl WebSocketManager {
@@ -248,6 +258,17 @@ impl WebSocketManager {
             ));
         };
         let core = &shared.core;
+        if core.cluster_enabled() {
+            // Through Redis: this process delivers it when it comes back, like every other.
+            let timestamp = js.create_string(&envelope::now_iso())?;
+            let text =
+                shared
+                    .sockets
+                    .fanout()
+                    .envelope(js, channel.raw(), data.raw(), timestamp)?;
+            core.cluster_publish(&name, js.string(text).unwrap_or_default());
+            return Ok(());
+        }
         let targets = core.broadcast_targets(&name);
         let timestamp = js.create_string(&envelope::now_iso())?;
         let text = shared
@@ -438,6 +459,7 @@ impl WebSocketManager {
         let gauges = self.shared.core.gauges();
         let counts = gauges.counts;
         let stats = self.shared.core.stats().snapshot();
+        let cluster = self.shared.core.cluster_status();
         ManagerStats {
             connections: (counts.js_connections + counts.native_connections) as f64,
             js_connections: counts.js_connections as f64,
@@ -453,6 +475,10 @@ impl WebSocketManager {
             dead_peers_removed: stats.dead_peers_removed as f64,
             max_queued_bytes: gauges.max_queued_bytes as f64,
             pending_broadcasts: gauges.pending_broadcasts as f64,
+            cluster_up: cluster.map(|c| c.up),
+            cluster_dropped: cluster.map(|c| c.dropped as f64),
+            cluster_queued: cluster.map(|c| c.queued as f64),
+            cluster_local_only: cluster.map(|c| c.local as f64),
         }
     }
 

@@ -8,6 +8,7 @@ use napi_derive::napi;
 use crate::handshake::{AllowedHosts, AuthToken, HandshakePolicy, OriginPolicy};
 
 use super::gate::Callback;
+use crate::cluster::{ClusterOptions, DEFAULT_MAX_QUEUED_PUBLISHES};
 use crate::gate::DEFAULT_DECISION_TIMEOUT;
 use crate::options::{
     HistoryOptions, Options, DEFAULT_HISTORY_MAX_BYTES, DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL,
@@ -107,6 +108,26 @@ pub struct ManagerOptions {
     /// Bytes of kept events per channel; the oldest go first.
     /// @default 1048576
     pub history_max_bytes: Option<f64>,
+    /// Scale-out through Redis: every process with the same `redisUrl` and `prefix` delivers
+    /// every broadcast, each channel in one order, with `seq` / `epoch` shared (history on)
+    /// so a client can resume on any process. See docs/scaling-out.md.
+    pub cluster: Option<ClusterOption>,
+}
+
+/// `cluster` of the manager's options.
+#[napi(object, object_to_js = false)]
+pub struct ClusterOption {
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS) or
+    /// `redis+unix:///path`. One that does not parse throws `ERR_CLUSO_INVALID_OPTION`;
+    /// one that cannot be reached means local delivery and retries, logged.
+    pub redis_url: String,
+    /// Prefix of every key and pub/sub channel in Redis.
+    /// @default 'cluso-ws'
+    pub prefix: Option<String>,
+    /// Broadcasts waiting for Redis at most; more are dropped and counted
+    /// (`getStats().clusterDropped`).
+    /// @default 10000
+    pub max_queued_publishes: Option<f64>,
 }
 
 /// Options converted for the core: the manager's limits, its handshake policy and the
@@ -247,6 +268,19 @@ impl ManagerOptions {
                     DEFAULT_HISTORY_MAX_BYTES,
                     1,
                 )?,
+            },
+            cluster: match &self.cluster {
+                None => None,
+                Some(cluster) => Some(ClusterOptions::new(
+                    &cluster.redis_url,
+                    cluster.prefix.as_deref(),
+                    whole(
+                        "cluster.maxQueuedPublishes",
+                        cluster.max_queued_publishes,
+                        DEFAULT_MAX_QUEUED_PUBLISHES,
+                        1,
+                    )?,
+                )?),
             },
         })
     }

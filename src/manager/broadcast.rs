@@ -79,9 +79,22 @@ impl Manager {
         bytes: u64,
     ) {
         // A socket's send may subscribe more sockets mid-loop: never below zero.
+        self.stats.record_broadcast();
+        self.record_delivery(channel, targets, failed, cut, bytes);
+    }
+
+    /// Counts what one event reached and logs the original module's line (cluster mode
+    /// counts `broadcast()` calls when they are made, and deliveries when they arrive).
+    pub fn record_delivery(
+        &self,
+        channel: &str,
+        targets: BroadcastTargets,
+        failed: u64,
+        cut: u64,
+        bytes: u64,
+    ) {
         let reached = (targets.js + targets.native) as u64;
         let sent = reached.saturating_sub(failed + cut);
-        self.stats.record_broadcast();
         self.stats.record_sent(sent, sent * bytes);
         self.stats.record_send_failures(failed);
         if failed > 0 {
@@ -176,7 +189,10 @@ impl Manager {
             (connection.key, member_of(connection))
         };
         let Some(member) = member else {
-            return Some(JsChange { key, change });
+            return match self.js_in_order(id, super::Handled::Mirror(change)) {
+                super::Handled::Mirror(change) => Some(JsChange { key, change }),
+                _ => None,
+            };
         };
         self.submit(match change {
             Change::Subscribed(channel) => Job::Subscribe {

@@ -43,6 +43,16 @@ pub enum Handled {
     /// The application's `authorizeSubscribe` decides first: run
     /// [`Manager::authorize`] and handle its result like this one.
     Authorize(PendingSubscribe),
+    /// Mirror this subscription change into the JavaScript fan-out index (cluster mode: a
+    /// server-side change, in order with the events in the inbox).
+    Mirror(Change),
+    /// Cluster mode: an event for every JavaScript subscriber of `channel` (the fan-out's
+    /// `sendAll`); `targets` is who it reached on both transports, for the statistics.
+    Broadcast {
+        channel: Arc<str>,
+        text: Utf8Bytes,
+        targets: super::BroadcastTargets,
+    },
 }
 
 impl Handled {
@@ -201,11 +211,14 @@ impl Manager {
                 });
                 Handled::Nothing
             }
-            None => Handled::Changed {
-                reply,
-                change: Change::Unsubscribed(channel),
-                replay: Vec::new(),
-            },
+            None => self.js_in_order(
+                id,
+                Handled::Changed {
+                    reply,
+                    change: Change::Unsubscribed(channel),
+                    replay: Vec::new(),
+                },
+            ),
         }
     }
 
@@ -344,6 +357,24 @@ impl Manager {
                 )),
             );
         }
+        if self.subscribe_through_cluster(id, &req, channel, &since) {
+            return Handled::Nothing;
+        }
+        self.complete_subscribe(id, req, channel, since, None)
+    }
+
+    /// Registers a subscribe and answers it — with the channel's position and what a
+    /// resuming client missed when it keeps history (in cluster mode reconciled with
+    /// `fetched`, a read of Redis) — all under the history lock, so no broadcast on the
+    /// channel falls between the history read and the registration.
+    pub(super) fn complete_subscribe(
+        &self,
+        id: &str,
+        req: Option<RequestId>,
+        channel: &str,
+        since: Option<Since>,
+        fetched: Option<&crate::cluster::Fetched>,
+    ) -> Handled {
         let limit = self.options.max_subscriptions_per_connection;
         let mut history = self.history();
         let (outcome, member) = {
@@ -352,9 +383,10 @@ impl Manager {
             let member = registry.get(id).and_then(member_of);
             (outcome, member)
         };
-        let resume = history
-            .enabled()
-            .then(|| history.resume(channel, since.as_ref(), Instant::now()));
+        let resume = history.enabled().then(|| match fetched {
+            Some(fetched) => history.reconcile(channel, fetched, since.as_ref(), Instant::now()),
+            None => history.resume(channel, since.as_ref(), Instant::now()),
+        });
         let position = resume.as_ref().map(|r| &r.position);
         let recovered = since
             .as_ref()
@@ -382,11 +414,14 @@ impl Manager {
                 });
                 Handled::Nothing
             }
-            None => Handled::Changed {
-                reply,
-                change: Change::Subscribed(channel.to_owned()),
-                replay,
-            },
+            None => self.js_in_order(
+                id,
+                Handled::Changed {
+                    reply,
+                    change: Change::Subscribed(channel.to_owned()),
+                    replay,
+                },
+            ),
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`health`]: the ping/pong verdicts for both transports.
 //! - [`lifecycle`]: Running → Closing → Closed, background tasks and shutdown.
 //! - [`requests`]: request handlers — calls in flight, timeouts, answers.
+//! - [`cluster`]: the manager's half of scale-out: what Redis delivers, local delivery
+//!   while it is down, and subscribes that read the shared position first.
 //!
 //! History (per-channel `seq`, `epoch` and kept events) is [`crate::history`]; its lock is
 //! taken before the registry's wherever both are held, so a resume's registration and
@@ -19,6 +21,7 @@
 //! into JavaScript.
 
 mod broadcast;
+mod cluster;
 mod dispatch;
 mod health;
 mod lifecycle;
@@ -107,8 +110,9 @@ pub struct Gauges {
 }
 
 /// Something the JavaScript thread must carry out, decided on the runtime: an
-/// authorization or a request's timeout for a JavaScript socket, or a native connection's
-/// handler call.
+/// authorization or a request's timeout for a JavaScript socket, a native connection's
+/// handler call, or (cluster mode) an event for a channel's JavaScript sockets, whose `key`
+/// is [`RecordKey::NONE`].
 #[derive(Debug)]
 pub struct JsDelivery {
     pub id: Arc<str>,
@@ -131,6 +135,10 @@ pub struct Manager {
     js_inbox: Mutex<Vec<JsDelivery>>,
     /// Every native outbox's queued bytes, for `queued_bytes_max`.
     queue_gauge: Arc<QueueGauge>,
+    /// This manager, for tasks it starts from `&self`.
+    me: std::sync::Weak<Manager>,
+    /// The link to Redis (`cluster` option).
+    cluster: OnceLock<crate::cluster::Engine>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -145,7 +153,9 @@ impl std::fmt::Debug for Manager {
 impl Manager {
     pub fn new(options: Options) -> Arc<Self> {
         let slots = options.max_connections.min(Semaphore::MAX_PERMITS);
-        Arc::new(Self {
+        let cluster_options = options.cluster.clone();
+        let manager = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             registry: RwLock::new(Registry::new()),
             history: Mutex::new(History::new(options.history)),
             options,
@@ -157,7 +167,12 @@ impl Manager {
             requests: requests::Requests::default(),
             js_inbox: Mutex::default(),
             queue_gauge: Arc::default(),
-        })
+            cluster: OnceLock::new(),
+        });
+        if let Some(cluster) = cluster_options {
+            manager.start_cluster(&cluster);
+        }
+        manager
     }
 
     pub fn options(&self) -> &Options {

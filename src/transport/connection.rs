@@ -200,7 +200,12 @@ where
         }
         match handled {
             // The core sends a native connection's replies on the ordered path itself.
-            Handled::Nothing | Handled::Dropped | Handled::Authorize(_) | Handled::Invoke(_) => {}
+            Handled::Nothing
+            | Handled::Dropped
+            | Handled::Authorize(_)
+            | Handled::Invoke(_)
+            | Handled::Broadcast { .. }
+            | Handled::Mirror(_) => {}
             Handled::Reply(reply) | Handled::Changed { reply, .. } => {
                 manager.send_native(id, key, reply);
             }
