@@ -421,7 +421,7 @@ export interface ManagerOptions {
   /**
    * Scale-out through Redis: every process with the same `redisUrl` and `prefix` delivers
    * every broadcast, each channel in one order, with `seq` / `epoch` shared (history on)
-   * so a client can resume on any process. See docs/scaling-out.md.
+   * so a client can resume on any process. See the README, "Scaling out".
    */
   cluster?: ClusterOption
 }

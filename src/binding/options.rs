@@ -110,7 +110,7 @@ pub struct ManagerOptions {
     pub history_max_bytes: Option<f64>,
     /// Scale-out through Redis: every process with the same `redisUrl` and `prefix` delivers
     /// every broadcast, each channel in one order, with `seq` / `epoch` shared (history on)
-    /// so a client can resume on any process. See docs/scaling-out.md.
+    /// so a client can resume on any process. See the README, "Scaling out".
     pub cluster: Option<ClusterOption>,
 }
 
