@@ -414,7 +414,8 @@ export interface ManagerOptions {
    */
   historyTtlMs?: number
   /**
-   * Bytes of kept events per channel; the oldest go first.
+   * Bytes of kept events per channel (their text; with bookkeeping a full channel takes
+   * about 1.5× that); the oldest go first.
    * @default 1048576
    */
   historyMaxBytes?: number

@@ -105,7 +105,8 @@ pub struct ManagerOptions {
     /// Milliseconds a kept event stays resumable.
     /// @default 300000
     pub history_ttl_ms: Option<f64>,
-    /// Bytes of kept events per channel; the oldest go first.
+    /// Bytes of kept events per channel (their text; with bookkeeping a full channel takes
+    /// about 1.5× that); the oldest go first.
     /// @default 1048576
     pub history_max_bytes: Option<f64>,
     /// Scale-out through Redis: every process with the same `redisUrl` and `prefix` delivers
