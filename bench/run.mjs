@@ -17,11 +17,11 @@
 //   --out FILE                        results path
 // Every child is killed when this process exits, also on error or signal.
 import { spawn, execFileSync } from 'node:child_process'
-import { createInterface } from 'node:readline'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { children, hasTaskset, Proc, cpuMs, machineBusyMs, sleep } from './proc.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '..')
@@ -61,93 +61,6 @@ const cfg = {
 }
 const noReport = Boolean(flag('no-report'))
 
-// ---------- child process bookkeeping ----------
-const children = new Set()
-function killAll() {
-  for (const c of children) { try { c.kill('SIGKILL') } catch {} }
-  children.clear()
-}
-process.on('exit', killAll)
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => { killAll(); process.exit(130) })
-process.on('uncaughtException', (e) => { console.error(e); killAll(); process.exit(1) })
-process.on('unhandledRejection', (e) => { console.error(e); killAll(); process.exit(1) })
-
-const hasTaskset = (() => { try { execFileSync('taskset', ['-c', '0', 'true']); return true } catch { return false } })()
-
-/** A child speaking JSON lines on stdout; stdin for commands. */
-class Proc {
-  constructor(label, cmd, args, { env, cpu } = {}) {
-    let full = hasTaskset && cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...args]] : [cmd, args]
-    if (cpu !== undefined && cfg.nice) full = ['nice', ['-n', String(cfg.nice), full[0], ...full[1]]]
-    this.label = label
-    this.child = spawn(full[0], full[1], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } })
-    children.add(this.child)
-    this.lines = []
-    this.waiters = []
-    this.stderr = ''
-    this.exited = new Promise((r) => this.child.on('exit', (code, sig) => {
-      children.delete(this.child)
-      this.exitCode = code ?? sig
-      for (const w of this.waiters.splice(0)) w.reject(new Error(`${label} exited (${code ?? sig}): ${this.stderr.slice(-2000)}`))
-      r()
-    }))
-    this.child.stdin.on('error', () => {})
-    this.child.stderr.on('data', (d) => { this.stderr = (this.stderr + d).slice(-20000) })
-    createInterface({ input: this.child.stdout }).on('line', (line) => {
-      let v
-      try { v = JSON.parse(line) } catch { return }
-      const i = this.waiters.findIndex((w) => w.pred(v))
-      if (i >= 0) { const [w] = this.waiters.splice(i, 1); clearTimeout(w.timer); w.resolve(v) } else this.lines.push(v)
-    })
-  }
-  get pid() { return this.child.pid }
-  /** Resolves with the first JSON line (queued or future) matching pred. */
-  wait(pred, timeoutMs, what) {
-    const i = this.lines.findIndex(pred)
-    if (i >= 0) return Promise.resolve(this.lines.splice(i, 1)[0])
-    if (this.exitCode !== undefined) return Promise.reject(new Error(`${this.label} has exited: ${this.stderr.slice(-2000)}`))
-    return new Promise((resolve, reject) => {
-      const w = { pred, resolve, reject }
-      w.timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(w), 1)
-        reject(new Error(`${this.label}: timeout after ${timeoutMs} ms waiting for ${what}; stderr: ${this.stderr.slice(-2000)}`))
-      }, timeoutMs)
-      this.waiters.push(w)
-    })
-  }
-  send(obj) { this.child.stdin.write(JSON.stringify(obj) + '\n') }
-  async call(obj, timeoutMs) {
-    const id = `${obj.cmd}-${Math.random().toString(36).slice(2, 8)}`
-    this.send({ ...obj, id })
-    return this.wait((v) => v.id === id, timeoutMs, obj.cmd)
-  }
-  async stop(graceMs = 3000) {
-    if (this.exitCode !== undefined) return
-    try { this.child.stdin.end() } catch {}
-    const t = setTimeout(() => { try { this.child.kill('SIGKILL') } catch {} }, graceMs)
-    await this.exited
-    clearTimeout(t)
-  }
-}
-
-// ---------- /proc helpers ----------
-const TICK = (() => { try { return Number(execFileSync('getconf', ['CLK_TCK']).toString()) } catch { return 100 } })()
-function cpuMs(pid) {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
-    return ((Number(f[11]) + Number(f[12])) * 1000) / TICK // utime + stime (fields 14, 15)
-  } catch { return NaN }
-}
-/** Busy CPU time of the whole machine (all cores), ms. */
-function machineBusyMs() {
-  try {
-    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
-    // user nice system idle iowait irq softirq steal (guest is inside user)
-    return ((f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] || 0)) * 1000) / TICK
-  } catch { return NaN }
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 /**
  * Other work on the machine (the bench shares it with builds and tests):
  * samples machine CPU while none of our children runs, and waits (bounded by
@@ -184,7 +97,7 @@ function serverSpec(name) {
 async function startServer(name) {
   const { file, env } = serverSpec(name)
   const nodeArgs = ['--expose-gc', ...(cfg.perf ? ['--perf-basic-prof-only-functions'] : []), file]
-  const p = new Proc(name, process.execPath, nodeArgs, { env, cpu: cfg.serverCpu })
+  const p = new Proc(name, process.execPath, nodeArgs, { env, cpu: cfg.serverCpu, nice: cfg.nice })
   const hello = await p.wait((v) => v.event === 'listening', 30000, 'listening')
   p.hello = hello
   return p
@@ -193,7 +106,7 @@ async function startServer(name) {
 function startLoadgen(url, n, mode, channel) {
   const args = ['--url', url, '--conns', String(n), '--mode', mode, '--channel', channel,
     '--concurrency', '256', '--connect-timeout', String(60 + n / 100), '--max-seconds', '900']
-  return new Proc('loadgen', LOADGEN, args, { cpu: cfg.loadgenCpu })
+  return new Proc('loadgen', LOADGEN, args, { cpu: cfg.loadgenCpu, nice: cfg.nice })
 }
 
 function loadgenUrl(hello) {

@@ -13,11 +13,12 @@ const EVENT_BYTES = 256
 /**
  * Pacing signal for native sockets: the largest per-connection outbound
  * queue (`getStats().maxQueuedBytes`) plus the broadcasts still waiting for
- * the fan-out task (`pendingBroadcasts`), which will land in every queue.
+ * the fan-out task (`pendingBroadcasts`) or, in cluster mode, for Redis
+ * (`clusterQueued`), which will land in every queue.
  */
 export function nativeQueued(manager) {
   const s = manager.getStats()
-  return (s.maxQueuedBytes ?? 0) + (s.pendingBroadcasts ?? 0) * EVENT_BYTES
+  return (s.maxQueuedBytes ?? 0) + ((s.pendingBroadcasts ?? 0) + (s.clusterQueued ?? 0)) * EVENT_BYTES
 }
 
 export const versions = () => ({ 'cluso-ws': addonVersion, addon: addon.__napiBindingTarget ?? 'native' })

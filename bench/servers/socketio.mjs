@@ -22,6 +22,18 @@ const io = new Server(httpServer, {
   pingTimeout: 60000,
 })
 
+const redisUrl = process.env.BENCH_REDIS_URL
+let redis = []
+if (redisUrl) {
+  const { createAdapter } = await import('@socket.io/redis-adapter')
+  const { Redis } = await import('ioredis')
+  const pub = new Redis(redisUrl)
+  const sub = pub.duplicate()
+  redis = [pub, sub]
+  await Promise.all(redis.map((c) => (c.status === 'ready' ? null : new Promise((r, j) => c.once('ready', r).once('error', j)))))
+  io.adapter(createAdapter(pub, sub))
+}
+
 io.on('connection', (socket) => {
   const id = connId()
   socket.emit('response', { type: 'response', data: { status: 'connected', connectionId: id, cwd } })
@@ -41,10 +53,13 @@ await new Promise((r) => httpServer.listen(0, '127.0.0.1', r))
 
 let lastLen = 256
 serve({
-  name: 'socketio',
+  name: redisUrl ? 'socketio-redis' : 'socketio',
   mode: 'socketio',
   url: `ws://127.0.0.1:${httpServer.address().port}`,
-  versions: { 'socket.io': require('socket.io/package.json').version },
+  versions: {
+    'socket.io': require('socket.io/package.json').version,
+    ...(redisUrl ? { '@socket.io/redis-adapter': require('@socket.io/redis-adapter/package.json').version, ioredis: require('ioredis/package.json').version } : {}),
+  },
   broadcast(channel, data) {
     const env = { type: 'event', channel, data, timestamp: new Date().toISOString() }
     io.to(channel).emit('event', env)
@@ -61,5 +76,8 @@ serve({
     return max
   },
   connections: () => io.of('/').sockets.size,
-  close: () => new Promise((r) => io.close(() => r())),
+  close: async () => {
+    await new Promise((r) => io.close(() => r()))
+    for (const c of redis) c.disconnect()
+  },
 })
