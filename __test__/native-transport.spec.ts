@@ -821,14 +821,40 @@ describe('native transport', () => {
       })
     })
 
-    it('counts a connection closed for crossing the cap through send() as a slow consumer', async () => {
-      const m = manager({ maxBufferedBytesPerConnection: 64 * 1024 })
+    it('counts only what the kernel refused: a big send() to a reader is delivered, a stuck one is cut as a slow consumer', async () => {
+      const CAP = 64 * 1024
+      const BIG = 'x'.repeat(2 * CAP)
+      // Loopback socket buffers hold a few MiB at most; far fewer sends than this fill them.
+      const MAX_SENDS = 400
+      const m = manager({ maxBufferedBytesPerConnection: CAP })
       const endpoint = await serveNative(m, 'listen', CWD)
-      const client = await openClient('ws', endpoint.url())
-      const id = await welcomeId(client, CWD)
-      m.send(id, { big: 'x'.repeat(128 * 1024) })
-      expect((await within(client.closed, DEADLINE_MS, 'slow-consumer close')).code).toBe(4008)
+
+      const reader = await openClient('ws', endpoint.url())
+      const readerId = await welcomeId(reader, CWD)
+      m.send(readerId, { big: BIG })
+      expect(JSON.parse(await reader.next()).big).toHaveLength(BIG.length)
+      expect(m.getStats().slowConsumerDisconnects).toBe(0)
+
+      const stuck = await RawConnection.open(endpoint.port)
+      stuck.write(upgradeRequest('/ws'))
+      expect(await stuck.responseHead()).toMatch(/^HTTP\/1\.1 101 /)
+      const [welcome] = (await stuck.frames(1)).map((f) => JSON.parse(f.payload.toString()))
+      stuck.socket.pause()
+      let sends = 0
+      while (m.getStats().slowConsumerDisconnects === 0) {
+        expect(sends, 'the stuck peer was never cut off').toBeLessThan(MAX_SENDS)
+        m.send(welcome.data.connectionId, { i: sends, big: BIG })
+        sends++
+        // Welcomes (2) and the reader's send come first.
+        await waitFor('the send to be written or refused', () => {
+          const stats = m.getStats()
+          return stats.messagesSent >= sends + 3 || stats.slowConsumerDisconnects > 0
+        })
+      }
       expect(m.getStats().slowConsumerDisconnects).toBe(1)
+      await waitFor('the stuck peer to be removed', () => m.getStats().nativeConnections === 1)
+      stuck.socket.resume()
+      await stuck.closedByPeer()
     })
   })
 

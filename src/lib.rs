@@ -10,7 +10,8 @@
 //! - [`history`]: per-channel `seq` / `epoch` and the kept events a resuming client gets.
 //! - [`registry`]: connections, their channel sets and the channel → subscribers index.
 //! - [`fanout`]: the ordered path to native connections (one job queue for broadcasts,
-//!   sends, subscription changes and closes) and each connection's bounded outbox.
+//!   sends, subscription changes and closes) and each connection's outbox: direct writes,
+//!   and a bounded queue of what the kernel refused.
 //! - [`protocol`]: the client protocol as a pure function from one inbound text to one
 //!   [`protocol::Command`], plus the exact bytes of every server response.
 //! - [`envelope`]: the `toISOString()` timestamp and JavaScript-compatible string escaping.
@@ -18,6 +19,8 @@
 //! - [`rate`]: the per-connection inbound message rate limit.
 //! - [`handshake`]: HTTP upgrade validation and the security policy (Origin, Host, token).
 //! - [`transport`]: native connections: `listen`, the `attach` handoff, one connection's task.
+//! - [`wire`]: WebSocket framing — server frames encoded once and shared, client frames
+//!   decoded without a per-connection buffer.
 //! - [`options`], [`stats`], [`error`]: limits with their defaults, counters, core errors.
 //! - [`metrics`]: the gauges and counters as Prometheus text, a pure function of a snapshot.
 //! - [`runtime`]: the internal tokio runtime every background task runs on.
@@ -40,5 +43,6 @@ pub mod registry;
 pub mod runtime;
 pub mod stats;
 pub mod transport;
+pub mod wire;
 
 mod binding;

@@ -1,394 +1,441 @@
-//! A native connection's outbound queue: bounded in bytes, drained in batches.
+//! A native connection's write side: frames go straight into the socket, and only what the
+//! kernel refused waits here, bounded in bytes.
 //!
-//! Slow-consumer policy (the one place it is implemented): data messages are admitted while
-//! the queued bytes stay within the connection's cap. The message that would cross the cap
-//! is not queued; instead the outbox closes with [`CloseReason::SlowConsumer`], the writer
-//! sends close code 4008 and ends the connection. The producer (a broadcast) never waits and
-//! never grows a queue past the cap, and every other subscriber is unaffected. Control
-//! messages (ping, pong, close) bypass the cap: they are tiny, bounded in number by the
-//! protocol, and dropping them would break the connection's health and shutdown.
+//! Whoever delivers a frame — the fan-out task, a reply, a ping — writes it at once with a
+//! non-blocking `writev` when nothing is waiting before it, several frames per call. What
+//! the kernel does not take stays queued, in order, and the connection's task writes it
+//! when the socket has room again. A reader that keeps up therefore costs one system call
+//! per delivery and no wake-up of its task at all.
+//!
+//! Slow-consumer policy (the one place it is implemented): the cap counts only data bytes
+//! the kernel refused (what `ws`' `bufferedAmount` and uWS' backpressure count). When they
+//! exceed the cap the outbox closes with [`CloseReason::SlowConsumer`]: what waits is
+//! dropped, the connection's task sends close code 4008 and ends the connection. The
+//! producer never waits, and every other subscriber is unaffected. Control frames (ping,
+//! pong, close) and resume replays bypass the cap: the first are tiny and bounded by the
+//! protocol, the second are bounded by the history and asked for by the client.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::gauge::QueueGauge;
+use crate::wire::Frame;
 
 /// Why an outbox stopped accepting messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
-    /// The queue would have crossed its byte cap.
+    /// The kernel refused more than the cap.
     SlowConsumer,
     /// The server closes the connection (removeConnection, shutdown, a protocol error).
     Server { code: u16 },
+    /// The peer sent a close; the answer is queued after everything before it.
+    Answered,
     /// The peer is gone or the socket failed; nothing more can be written.
     Gone,
 }
 
 impl CloseReason {
-    /// Whether pending writes are abandoned rather than finished.
+    /// Whether what is queued is abandoned rather than written first.
     pub fn is_hard(self) -> bool {
         matches!(self, CloseReason::SlowConsumer | CloseReason::Gone)
     }
 }
 
-/// What happened to a pushed message.
+/// What became of a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
+    /// Written or queued.
     Queued,
-    /// This push crossed the cap: the outbox is now closed as a slow consumer.
+    /// The kernel refused more than the cap: the connection is being cut off.
     OverCap,
-    /// The outbox was already closed; the message was dropped.
+    /// The outbox was already closed, or the socket failed; nothing was delivered.
     Closed,
+}
+
+/// What the connection's task has to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Frames wait for the socket to have room.
+    Write,
+    /// Closed; for a server close, everything queued (the close frame last) is written.
+    Closed(CloseReason),
+}
+
+/// What a flush achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Nothing waits any more.
+    All,
+    /// The socket is full again; the rest waits for room.
+    Partly,
+    /// The socket failed; the outbox is closed as gone.
+    Failed,
+}
+
+/// Frames per `writev`: a run of broadcasts leaves in one call.
+const MAX_FRAMES_PER_WRITE: usize = 64;
+
+#[derive(Debug)]
+struct Waiting {
+    frame: Frame,
+    /// Counted against the cap.
+    capped: bool,
+}
+
+#[derive(Debug, Default)]
+struct Unsent {
+    frames: VecDeque<Waiting>,
+    /// Bytes of the first frame already written.
+    written_of_first: usize,
+    /// Unwritten bytes of capped frames.
+    capped_bytes: usize,
+}
+
+impl Unsent {
+    /// Writes as much as the socket takes now. `Ok` whether or not everything left.
+    fn write_to(&mut self, socket: &TcpStream) -> io::Result<()> {
+        const NO_BYTES: &[u8] = &[];
+        while !self.frames.is_empty() {
+            let mut slices = [IoSlice::new(NO_BYTES); 2 * MAX_FRAMES_PER_WRITE];
+            let mut count = 0;
+            let mut skip = self.written_of_first;
+            for waiting in self.frames.iter().take(MAX_FRAMES_PER_WRITE) {
+                for part in waiting.frame.unsent(skip) {
+                    if !part.is_empty() {
+                        slices[count] = IoSlice::new(part);
+                        count += 1;
+                    }
+                }
+                skip = 0;
+            }
+            match socket.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.advance(written),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(first) = self.frames.front() else {
+                return;
+            };
+            let left = first.frame.len() - self.written_of_first;
+            let taken = left.min(written);
+            if first.capped {
+                self.capped_bytes -= taken;
+            }
+            written -= taken;
+            if taken == left {
+                self.frames.pop_front();
+                self.written_of_first = 0;
+            } else {
+                self.written_of_first += taken;
+            }
+        }
+        if self.frames.is_empty() {
+            // An idle connection keeps no buffer.
+            self.frames = VecDeque::new();
+        }
+    }
+
+    /// Drops every frame not yet begun (a partly written one must end, or the stream
+    /// would be corrupt).
+    fn abandon(&mut self) {
+        let keep = usize::from(self.written_of_first > 0);
+        self.frames.truncate(keep);
+        self.capped_bytes = self.frames.front().map_or(0, |first| {
+            usize::from(first.capped) * (first.frame.len() - self.written_of_first)
+        });
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Message>,
-    data_bytes: usize,
+    /// Absent until the connection starts (and in unit tests): frames then only queue.
+    socket: Option<Arc<TcpStream>>,
+    unsent: Unsent,
     closed: Option<CloseReason>,
 }
 
-/// The bounded queue between producers (broadcasts, protocol replies) and a connection's
-/// writer task.
+/// A native connection's write side (see the module documentation).
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
     wake_writer: Notify,
-    /// Wakes a writer stuck on a peer that stopped reading once the connection must end.
-    hard_close: Notify,
     cap_bytes: usize,
-    /// Told of every change of `data_bytes`, for the manager's `queued_bytes_max`.
     gauge: Option<Arc<QueueGauge>>,
 }
 
 impl Outbox {
+    /// An outbox without a socket, whose frames only queue (tests, and before a socket).
     pub fn new(cap_bytes: usize) -> Self {
-        Self::counted_in(cap_bytes, None)
+        Self::build(cap_bytes, None, None)
     }
 
-    /// An outbox whose queued bytes count in `gauge`.
+    /// An outbox counted in `gauge`, writing to `socket`.
+    pub fn on_socket(cap_bytes: usize, gauge: Arc<QueueGauge>, socket: Arc<TcpStream>) -> Self {
+        Self::build(cap_bytes, Some(gauge), Some(socket))
+    }
+
+    /// An outbox counted in `gauge`, without a socket.
     pub fn with_gauge(cap_bytes: usize, gauge: Arc<QueueGauge>) -> Self {
-        Self::counted_in(cap_bytes, Some(gauge))
+        Self::build(cap_bytes, Some(gauge), None)
     }
 
-    fn counted_in(cap_bytes: usize, gauge: Option<Arc<QueueGauge>>) -> Self {
+    fn build(
+        cap_bytes: usize,
+        gauge: Option<Arc<QueueGauge>>,
+        socket: Option<Arc<TcpStream>>,
+    ) -> Self {
         Self {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                socket,
+                ..State::default()
+            }),
             wake_writer: Notify::new(),
-            hard_close: Notify::new(),
             cap_bytes,
             gauge,
         }
     }
 
-    /// Sets the queued data bytes, telling the gauge.
-    fn set_data_bytes(&self, state: &mut State, bytes: usize) {
-        if let Some(gauge) = &self.gauge {
-            gauge.moved(state.data_bytes, bytes);
-        }
-        state.data_bytes = bytes;
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding this lock leaves plain data behind; keep using it.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Plain data: a panic elsewhere leaves it consistent.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a data message (text or binary) under the byte cap.
-    pub fn push(&self, message: Message) -> Push {
-        let size = message.len();
-        self.push_all(std::iter::once(message), size)
+    /// Runs `change` on the queue and reports a change of its capped bytes to the gauge.
+    fn counted<R>(&self, state: &mut State, change: impl FnOnce(&mut State) -> R) -> R {
+        let before = state.unsent.capped_bytes;
+        let result = change(state);
+        if let Some(gauge) = &self.gauge {
+            gauge.moved(before, state.unsent.capped_bytes);
+        }
+        result
     }
 
-    /// Queues several data messages of `bytes` bytes in all, atomically: all of them, or —
-    /// when they would cross the cap — none, closing as a slow consumer.
-    pub fn push_all(&self, messages: impl Iterator<Item = Message>, bytes: usize) -> Push {
-        let outcome = {
-            let mut state = self.lock();
-            if state.closed.is_some() {
-                return Push::Closed;
-            }
-            if state.data_bytes + bytes > self.cap_bytes {
-                state.closed = Some(CloseReason::SlowConsumer);
-                self.hard_close.notify_waiters();
-                Push::OverCap
-            } else {
-                let queued = state.data_bytes + bytes;
-                self.set_data_bytes(&mut state, queued);
-                state.queue.extend(messages);
-                Push::Queued
-            }
+    /// Writes what is queued as far as the socket takes it; a failed socket closes the
+    /// outbox as [`CloseReason::Gone`]. Returns whether it failed.
+    fn write_locked(&self, state: &mut State) -> bool {
+        let Some(socket) = state.socket.as_ref() else {
+            return false;
         };
-        self.wake_writer.notify_one();
-        outcome
-    }
-
-    /// Queues the events a resuming client missed, outside the byte cap: they are buffers
-    /// history already holds (a reference each, no copy), bounded by `historyMaxBytes`, and
-    /// a replay larger than the cap must still reach a client that reads — a client cut as
-    /// a slow consumer comes back exactly when it missed more than the cap. Live messages
-    /// after it are capped as usual, so a client that stops reading is still cut.
-    pub fn push_replay(&self, messages: impl Iterator<Item = Message>) -> Push {
-        {
-            let mut state = self.lock();
-            if state.closed.is_some() {
-                return Push::Closed;
+        let socket = Arc::clone(socket);
+        match self.counted(state, |state| state.unsent.write_to(&socket)) {
+            Ok(()) => false,
+            Err(_) => {
+                state.closed = Some(CloseReason::Gone);
+                self.counted(state, |state| state.unsent.abandon());
+                true
             }
-            state.queue.extend(messages);
         }
-        self.wake_writer.notify_one();
-        Push::Queued
     }
 
-    /// Queues a control message; never refused for size, only once the outbox is closed.
-    pub fn push_control(&self, message: Message) -> Push {
-        {
-            let mut state = self.lock();
-            if state.closed.is_some() {
-                return Push::Closed;
+    /// One data message, counted against the cap.
+    pub fn push(&self, frame: Frame) -> Push {
+        self.push_frames(std::iter::once(frame), true)
+    }
+
+    /// Data messages, all or none (only a closed outbox refuses), counted against the cap.
+    pub fn push_all(&self, frames: &[Frame]) -> Push {
+        self.push_frames(frames.iter().cloned(), true)
+    }
+
+    /// A resume replay: written in order with everything else but not counted against the
+    /// cap — it is bounded by the history and the client asked for it.
+    pub fn push_replay(&self, frames: impl Iterator<Item = Frame>) -> Push {
+        self.push_frames(frames, false)
+    }
+
+    /// A control frame (ping, pong): never refused for size.
+    pub fn push_control(&self, frame: Frame) -> Push {
+        self.push_frames(std::iter::once(frame), false)
+    }
+
+    fn push_frames(&self, frames: impl Iterator<Item = Frame>, capped: bool) -> Push {
+        let mut state = self.lock();
+        if state.closed.is_some() {
+            return Push::Closed;
+        }
+        let idle = state.unsent.frames.is_empty();
+        self.counted(&mut state, |state| {
+            for frame in frames {
+                if capped {
+                    state.unsent.capped_bytes += frame.len();
+                }
+                state.unsent.frames.push_back(Waiting { frame, capped });
             }
-            state.queue.push_back(message);
+        });
+        // Behind frames already waiting a write would only fail; the task, told when the
+        // first of them was refused, writes them all when the socket has room.
+        let failed = idle && self.write_locked(&mut state);
+        let pushed = if failed {
+            Push::Closed
+        } else {
+            self.check_cap(&mut state)
+        };
+        // The task wakes only for news: frames now wait where none did, or a close.
+        let news = pushed != Push::Queued || (idle && !state.unsent.frames.is_empty());
+        drop(state);
+        if news {
+            self.wake_writer.notify_one();
         }
-        self.wake_writer.notify_one();
-        Push::Queued
+        pushed
     }
 
-    /// Stops accepting messages. The first reason given wins; what is already queued is
-    /// still handed to the writer, which then closes the connection.
+    /// Cuts the connection off when the kernel refused more than the cap.
+    fn check_cap(&self, state: &mut State) -> Push {
+        if state.unsent.capped_bytes <= self.cap_bytes {
+            return Push::Queued;
+        }
+        state.closed = Some(CloseReason::SlowConsumer);
+        self.counted(state, |state| state.unsent.abandon());
+        Push::OverCap
+    }
+
+    /// Stops accepting messages. A server close queues its close frame after everything
+    /// already queued; a hard close abandons what waits. The first reason stays, except
+    /// that [`CloseReason::Gone`] ends a graceful close whose frames can no longer leave.
     pub fn close(&self, reason: CloseReason) {
+        let frame = match reason {
+            CloseReason::Server { code } => Some(Frame::close(code, "")),
+            CloseReason::Answered => Some(Frame::close_empty()),
+            CloseReason::SlowConsumer | CloseReason::Gone => None,
+        };
+        self.close_with(reason, frame);
+    }
+
+    /// Answers the client's close with `frame` (its code echoed), after everything already
+    /// queued — unless a close of our own is already on its way.
+    pub fn answer_close(&self, frame: Frame) {
+        self.close_with(CloseReason::Answered, Some(frame));
+    }
+
+    fn close_with(&self, reason: CloseReason, frame: Option<Frame>) {
         {
             let mut state = self.lock();
-            if state.closed.is_none() {
-                state.closed = Some(reason);
+            match state.closed {
+                None => {}
+                Some(current) if !current.is_hard() && reason == CloseReason::Gone => {}
+                Some(_) => return,
+            }
+            state.closed = Some(reason);
+            match frame {
+                Some(frame) => {
+                    let idle = state.unsent.frames.is_empty();
+                    state.unsent.frames.push_back(Waiting {
+                        frame,
+                        capped: false,
+                    });
+                    if idle {
+                        self.write_locked(&mut state);
+                    }
+                }
+                None => {
+                    self.counted(&mut state, |state| state.unsent.abandon());
+                    if reason == CloseReason::Gone {
+                        // Nothing more will be written: the connection's task holds the
+                        // last reference, and the socket closes when that task ends.
+                        state.socket = None;
+                    }
+                }
             }
         }
         self.wake_writer.notify_one();
-        if reason.is_hard() {
-            self.hard_close.notify_waiters();
-        }
     }
 
-    /// Resolves once the connection must end without finishing its writes: a slow
-    /// consumer, or a peer that is gone.
-    pub async fn hard_closed(&self) {
-        loop {
-            // Registered before the check, so a close in between still wakes it.
-            let notified = self.hard_close.notified();
-            if self.closed().is_some_and(CloseReason::is_hard) {
-                return;
-            }
-            notified.await;
-        }
+    /// After a slow-consumer cut: queues the 4008 close frame behind what remains of a
+    /// partly written frame, for one last try.
+    pub fn queue_farewell(&self, frame: Frame) {
+        let mut state = self.lock();
+        state.unsent.frames.push_back(Waiting {
+            frame,
+            capped: false,
+        });
     }
 
+    /// Why the outbox closed, if it did.
     pub fn closed(&self) -> Option<CloseReason> {
         self.lock().closed
     }
 
-    /// Data bytes waiting to be written.
+    /// Data bytes the kernel refused, waiting here.
     pub fn queued_bytes(&self) -> usize {
-        self.lock().data_bytes
+        self.lock().unsent.capped_bytes
     }
 
-    /// Waits until there is something to write or the outbox is closed, then moves every
-    /// queued message into `batch`. Returns the close reason once the outbox is closed and
-    /// everything before the close has been handed over — except for a slow consumer, whose
-    /// queue is discarded at once.
-    pub async fn next_batch(&self, batch: &mut Vec<Message>) -> Option<CloseReason> {
+    /// Waits until something changes: a frame refused while nothing waited, a close.
+    pub async fn changed(&self) {
+        self.wake_writer.notified().await;
+    }
+
+    /// Waits until the connection's task has something to do.
+    pub async fn next_work(&self) -> Work {
         loop {
             let notified = self.wake_writer.notified();
             {
-                let mut state = self.lock();
-                if state.closed == Some(CloseReason::SlowConsumer) {
-                    // The peer is not reading: what is queued would only wait behind it.
-                    state.queue.clear();
-                    self.set_data_bytes(&mut state, 0);
-                    return state.closed;
-                }
-                if !state.queue.is_empty() {
-                    batch.extend(state.queue.drain(..));
-                    self.set_data_bytes(&mut state, 0);
-                    return None;
-                }
-                if let Some(reason) = state.closed {
-                    return Some(reason);
+                let state = self.lock();
+                match state.closed {
+                    Some(reason @ (CloseReason::SlowConsumer | CloseReason::Gone)) => {
+                        return Work::Closed(reason)
+                    }
+                    _ if !state.unsent.frames.is_empty() => return Work::Write,
+                    Some(reason) => return Work::Closed(reason),
+                    None => {}
                 }
             }
             notified.await;
+        }
+    }
+
+    /// Writes what waits as far as the socket takes it.
+    pub fn flush(&self) -> Flushed {
+        let mut state = self.lock();
+        if self.write_locked(&mut state) {
+            Flushed::Failed
+        } else if state.unsent.frames.is_empty() {
+            Flushed::All
+        } else {
+            Flushed::Partly
         }
     }
 }
 
 impl Drop for Outbox {
-    /// What an outbox still held when its connection ended no longer counts.
     fn drop(&mut self) {
         if let Some(gauge) = &self.gauge {
-            let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-            gauge.moved(state.data_bytes, 0);
+            let state = self
+                .state
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            gauge.moved(state.unsent.capped_bytes, 0);
         }
     }
 }
 
-/// Everything queued in `outbox` as text, for tests outside a runtime.
+/// The payloads of the text frames waiting in an outbox without a socket, taken out.
 #[cfg(test)]
 pub(crate) fn queued_texts_now(outbox: &Outbox) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a current-thread runtime builds");
-    runtime.block_on(queued_texts(outbox))
-}
-
-/// Everything queued in `outbox` as text, for tests.
-#[cfg(test)]
-pub(crate) async fn queued_texts(outbox: &Outbox) -> Vec<String> {
-    let mut batch = Vec::new();
-    outbox.next_batch(&mut batch).await;
-    batch
-        .iter()
-        .filter_map(|m| m.to_text().ok().map(str::to_owned))
+    let mut state = outbox.lock();
+    let frames = std::mem::take(&mut state.unsent.frames);
+    outbox.counted(&mut state, |state| state.unsent.capped_bytes = 0);
+    frames
+        .into_iter()
+        .filter(|waiting| !waiting.frame.is_close())
+        .map(|waiting| String::from_utf8_lossy(waiting.frame.payload()).into_owned())
         .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::manager::{CLOSE_GOING_AWAY, CLOSE_NORMAL};
-
-    fn text(len: usize) -> Message {
-        Message::text("x".repeat(len))
-    }
-
-    #[test]
-    fn admits_messages_up_to_the_cap_exactly() {
-        let outbox = Outbox::new(10);
-        assert_eq!(outbox.push(text(6)), Push::Queued);
-        assert_eq!(outbox.push(text(4)), Push::Queued);
-        assert_eq!(outbox.queued_bytes(), 10);
-        assert_eq!(outbox.closed(), None);
-    }
-
-    #[test]
-    fn the_message_crossing_the_cap_closes_as_slow_consumer() {
-        let outbox = Outbox::new(10);
-        outbox.push(text(6));
-        assert_eq!(outbox.push(text(5)), Push::OverCap);
-        assert_eq!(outbox.closed(), Some(CloseReason::SlowConsumer));
-        assert_eq!(outbox.push(text(1)), Push::Closed);
-        assert_eq!(outbox.queued_bytes(), 6);
-    }
-
-    #[test]
-    fn a_replay_bypasses_the_cap_but_live_messages_after_it_do_not() {
-        let outbox = Outbox::new(10);
-        let replay = (0..5).map(|_| text(8));
-        assert_eq!(outbox.push_replay(replay), Push::Queued);
-        assert_eq!(
-            outbox.queued_bytes(),
-            0,
-            "the replay is history's, not the cap's"
-        );
-        assert_eq!(outbox.push(text(10)), Push::Queued);
-        assert_eq!(outbox.push(text(1)), Push::OverCap);
-        assert_eq!(outbox.push_replay(std::iter::once(text(1))), Push::Closed);
-    }
-
-    #[test]
-    fn control_messages_bypass_the_cap() {
-        let outbox = Outbox::new(4);
-        outbox.push(text(4));
-        assert_eq!(
-            outbox.push_control(Message::Ping(Vec::new().into())),
-            Push::Queued
-        );
-        assert_eq!(outbox.closed(), None);
-    }
-
-    #[tokio::test]
-    async fn writer_gets_everything_queued_in_one_batch_then_the_close() {
-        let outbox = Outbox::new(100);
-        outbox.push(text(1));
-        outbox.push(text(2));
-        outbox.close(CloseReason::Server {
-            code: CLOSE_GOING_AWAY,
-        });
-        let mut batch = Vec::new();
-        assert_eq!(outbox.next_batch(&mut batch).await, None);
-        assert_eq!(batch.len(), 2);
-        assert_eq!(outbox.queued_bytes(), 0);
-        batch.clear();
-        assert_eq!(
-            outbox.next_batch(&mut batch).await,
-            Some(CloseReason::Server {
-                code: CLOSE_GOING_AWAY
-            })
-        );
-    }
-
-    // Paused time: the runtime advances the clock only once every task is idle, so the
-    // timeout below elapses exactly when nothing can wake `hard_closed()` any more, at once.
-    #[tokio::test(start_paused = true)]
-    async fn hard_close_wakes_a_stuck_writer_but_a_server_close_does_not() {
-        let outbox = std::sync::Arc::new(Outbox::new(4));
-        let waiter = {
-            let outbox = std::sync::Arc::clone(&outbox);
-            tokio::spawn(async move { outbox.hard_closed().await })
-        };
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        outbox.push(text(5));
-        assert!(waiter.await.is_ok());
-        let graceful = Outbox::new(4);
-        graceful.close(CloseReason::Server { code: CLOSE_NORMAL });
-        let pending =
-            tokio::time::timeout(std::time::Duration::from_millis(20), graceful.hard_closed());
-        assert!(pending.await.is_err());
-    }
-
-    #[tokio::test]
-    async fn the_gauge_sees_pushes_drains_cuts_and_drops() {
-        let gauge = Arc::new(QueueGauge::default());
-        let outbox = Outbox::with_gauge(10, Arc::clone(&gauge));
-        outbox.push(text(6));
-        assert_eq!(gauge.max(), 6);
-        outbox.push_control(Message::Ping(Vec::new().into()));
-        assert_eq!(gauge.max(), 6, "control frames are not data bytes");
-        let mut batch = Vec::new();
-        outbox.next_batch(&mut batch).await;
-        assert_eq!(gauge.max(), 0);
-
-        outbox.push(text(9));
-        let other = Outbox::with_gauge(100, Arc::clone(&gauge));
-        other.push(text(3));
-        assert_eq!(gauge.max(), 9);
-        assert_eq!(outbox.push(text(5)), Push::OverCap);
-        outbox.next_batch(&mut batch).await;
-        assert_eq!(
-            gauge.max(),
-            3,
-            "a slow consumer's discarded queue no longer counts"
-        );
-        drop(other);
-        assert_eq!(gauge.max(), 0);
-    }
-
-    #[tokio::test]
-    async fn writer_wakes_when_a_message_arrives_later() {
-        let outbox = std::sync::Arc::new(Outbox::new(100));
-        let writer = {
-            let outbox = std::sync::Arc::clone(&outbox);
-            tokio::spawn(async move {
-                let mut batch = Vec::new();
-                outbox.next_batch(&mut batch).await;
-                batch.len()
-            })
-        };
-        tokio::task::yield_now().await;
-        outbox.push(text(3));
-        assert_eq!(writer.await.ok(), Some(1));
-    }
-}
+#[path = "outbox_tests.rs"]
+mod tests;

@@ -26,12 +26,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use indexmap::IndexMap;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::warn;
 
 use super::outbox::{CloseReason, Outbox, Push};
 use crate::registry::RecordKey;
 use crate::stats::Stats;
+use crate::wire::Frame;
 
 /// Jobs waiting for the fan-out task. At 200 bytes a broadcast, a full queue is under
 /// 1 MiB of distinct payloads plus their bookkeeping; beyond it producers help deliver.
@@ -240,9 +241,8 @@ impl FanOut {
 /// Pushes data messages into a member's outbox, all or none, counting them.
 fn push_counted(member: &Member, messages: &[Utf8Bytes], stats: &Stats) -> Push {
     let bytes: usize = messages.iter().map(|text| text.len()).sum();
-    let pushed = member
-        .outbox
-        .push_all(messages.iter().cloned().map(Message::Text), bytes);
+    let frames: Vec<Frame> = messages.iter().cloned().map(Frame::text).collect();
+    let pushed = member.outbox.push_all(&frames);
     match pushed {
         Push::Queued => stats.record_sent(messages.len() as u64, bytes as u64),
         Push::OverCap => {
@@ -274,7 +274,7 @@ fn apply(index: &mut DeliveryIndex, job: Job, stats: &Stats) {
                 let bytes: usize = replay.iter().map(|text| text.len()).sum();
                 if member
                     .outbox
-                    .push_replay(replay.into_iter().map(Message::Text))
+                    .push_replay(replay.into_iter().map(Frame::text))
                     == Push::Queued
                 {
                     stats.record_sent(count, bytes as u64);
@@ -311,10 +311,13 @@ fn deliver(index: &DeliveryIndex, run: &[(Arc<str>, Utf8Bytes)], stats: &Stats) 
     let Some(subscribers) = index.channels.get(channel) else {
         return;
     };
-    let bytes: usize = run.iter().map(|(_, text)| text.len()).sum();
+    // Encoded once; every subscriber gets the same bytes.
+    let frames: Vec<Frame> = run
+        .iter()
+        .map(|(_, text)| Frame::text(text.clone()))
+        .collect();
     for member in subscribers.values() {
-        let messages = run.iter().map(|(_, text)| Message::Text(text.clone()));
-        if member.outbox.push_all(messages, bytes) == Push::OverCap {
+        if member.outbox.push_all(&frames) == Push::OverCap {
             stats.record_slow_consumer();
             warn!(conn_id = &*member.id, "slow consumer disconnected");
         }
@@ -360,7 +363,7 @@ mod tests {
         assert_eq!(fanout.pending(), 2);
         assert_eq!(outbox.queued_bytes(), 0);
         assert_eq!(fanout.drain(&stats), 2);
-        assert_eq!(outbox.queued_bytes(), 1);
+        assert_eq!(crate::fanout::outbox::queued_texts_now(&outbox), ["a"]);
     }
 
     #[test]

@@ -152,11 +152,7 @@ impl Manager {
     /// Sends a ping frame to the native connection `key` under `id`.
     pub fn ping_native(&self, id: &str, key: RecordKey) {
         if let Some(member) = self.native_member(id, key) {
-            member
-                .outbox
-                .push_control(tokio_tungstenite::tungstenite::Message::Ping(
-                    Default::default(),
-                ));
+            member.outbox.push_control(crate::wire::Frame::ping());
         }
     }
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_tungstenite::tungstenite::Message;
 use tracing::warn;
 
 use super::Manager;
@@ -36,7 +35,7 @@ impl Manager {
         }
         for verdict in to_ping {
             if let Transport::Native(outbox) = &verdict.transport {
-                outbox.push_control(Message::Ping(Default::default()));
+                outbox.push_control(crate::wire::Frame::ping());
             }
         }
     }

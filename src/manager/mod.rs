@@ -370,11 +370,12 @@ impl Manager {
         }
     }
 
-    /// A new native connection's outbox, counted in this manager's gauges.
-    pub fn new_outbox(&self) -> Arc<Outbox> {
-        Arc::new(Outbox::with_gauge(
+    /// A new native connection's outbox on `socket`, counted in this manager's gauges.
+    pub fn new_outbox(&self, socket: Arc<tokio::net::TcpStream>) -> Arc<Outbox> {
+        Arc::new(Outbox::on_socket(
             self.options.max_buffered_bytes_per_connection,
             Arc::clone(&self.queue_gauge),
+            socket,
         ))
     }
 

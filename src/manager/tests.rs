@@ -225,9 +225,11 @@ async fn shutdown_closes_native_connections_after_pending_broadcasts_then_waits_
             code: CLOSE_GOING_AWAY
         })
     );
-    let mut batch = Vec::new();
-    outbox.next_batch(&mut batch).await;
-    assert_eq!(batch.len(), 1);
+    assert_eq!(
+        outbox.next_work().await,
+        crate::fanout::outbox::Work::Write,
+        "the close frame waits for the connection's task"
+    );
     let closed = manager.closed();
     tokio::pin!(closed);
     let early = tokio::time::timeout(std::time::Duration::ZERO, &mut closed).await;

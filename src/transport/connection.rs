@@ -9,23 +9,24 @@
 //! Whichever side ends first decides how the other one ends; the registry record goes when
 //! the task does.
 
-use std::borrow::Cow;
+use std::io;
 use std::sync::Arc;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::{CLOSE_GRACE, SHUTDOWN_DRAIN};
-use crate::fanout::outbox::{CloseReason, Outbox};
+use crate::fanout::outbox::{CloseReason, Flushed, Outbox, Work};
 use crate::manager::{new_connection_id, ConnectionSlot, Handled, Manager};
 use crate::protocol;
+use crate::rate::TokenBucket;
 use crate::registry::RecordKey;
+use crate::wire::decode::Violation;
+use crate::wire::{Decoder, Frame, Incoming};
+
+/// Bytes one read takes from the socket, into a buffer on the stack of the call: a
+/// connection holds no read buffer while it waits.
+const READ_CHUNK_BYTES: usize = 4096;
 
 /// Close codes the server sends (RFC 6455 §7.4.1 and the application range).
 pub mod close_code {
@@ -40,8 +41,10 @@ pub mod close_code {
 
 /// How the reader side ended.
 enum ReadEnd {
-    /// The peer closed, or the socket ended.
+    /// The socket ended, or the exchange after our close is over.
     Closed,
+    /// The peer sent a close; the answer is queued.
+    PeerClosed,
     /// The peer broke the protocol; close with this code.
     Violation(u16),
 }
@@ -55,7 +58,7 @@ enum Ended {
 
 /// How the writer side ended.
 enum WriteEnd {
-    /// It sent a close frame; the peer's answer is awaited.
+    /// Its close frame (ours, or the answer to the peer's) is written.
     SentClose,
     /// Nothing more can or should be written.
     Abandoned,
@@ -85,19 +88,32 @@ impl Drop for Registration {
     }
 }
 
-/// Runs a connection until it is closed. `stream` has completed its handshake.
-pub async fn serve<S>(manager: Arc<Manager>, stream: WebSocketStream<S>, admission: Admission)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// One connection: who it is and where it reads and writes.
+struct Peer<'a> {
+    manager: &'a Arc<Manager>,
+    id: &'a str,
+    key: RecordKey,
+    outbox: &'a Outbox,
+    socket: &'a TcpStream,
+}
+
+/// Runs a connection until it is closed. `socket` has completed its handshake; `leftover`
+/// holds what the client sent after its request head.
+pub async fn serve(
+    manager: Arc<Manager>,
+    socket: TcpStream,
+    leftover: Vec<u8>,
+    admission: Admission,
+) {
     let _alive = manager.active_guard();
     let Admission {
         slot: _slot,
         cwd,
         meta,
     } = admission;
+    let socket = Arc::new(socket);
     let id = new_connection_id();
-    let outbox = manager.new_outbox();
+    let outbox = manager.new_outbox(Arc::clone(&socket));
     let key = manager.add_native_connection(&id, &outbox, meta);
     let registration = Registration {
         manager: Arc::clone(&manager),
@@ -107,10 +123,17 @@ where
     };
     manager.send_native(&id, key, protocol::welcome(&id, cwd.as_deref()));
 
-    let (mut sink, mut source) = stream.split();
+    let peer = Peer {
+        manager: &manager,
+        id: &id,
+        key,
+        outbox: &outbox,
+        socket: &socket,
+    };
+    let mut decoder = Decoder::new(manager.options().max_payload_bytes);
     let violated = {
-        let reader = read_loop(&manager, &id, key, &outbox, &mut source);
-        let writer = write_loop(&outbox, &mut sink);
+        let reader = read_loop(&peer, &mut decoder, leftover);
+        let writer = write_loop(&outbox, &socket);
         tokio::pin!(reader, writer);
         let ended = tokio::select! {
             end = &mut reader => Ended::Reader(end),
@@ -123,6 +146,9 @@ where
             match ended {
                 Ended::Reader(ReadEnd::Violation(code)) => {
                     outbox.close(CloseReason::Server { code });
+                    let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
+                }
+                Ended::Reader(ReadEnd::PeerClosed) => {
                     let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
                 }
                 Ended::Reader(ReadEnd::Closed) => outbox.close(CloseReason::Gone),
@@ -151,186 +177,220 @@ where
         // unread input makes the kernel reset it, and the peer would lose the close frame
         // that says why: end our side (FIN after the close frame), then read and discard
         // until the peer ends its side too, for a moment at most.
-        if let Ok(mut socket) = source.reunite(sink) {
-            let socket = socket.get_mut();
-            let _ = socket.shutdown().await;
-            Box::pin(discard_input(socket, CLOSE_GRACE)).await;
-        }
+        let _ = socket2::SockRef::from(&*socket).shutdown(std::net::Shutdown::Write);
+        Box::pin(discard_input(&socket, CLOSE_GRACE)).await;
     }
     drop(registration);
 }
 
-async fn read_loop<S>(
-    manager: &Arc<Manager>,
-    id: &str,
-    key: RecordKey,
-    outbox: &Outbox,
-    source: &mut futures_util::stream::SplitStream<WebSocketStream<S>>,
-) -> ReadEnd
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut bucket = manager.new_rate_limiter();
-    while let Some(item) = source.next().await {
-        let text = match item {
-            Ok(Message::Text(text)) => Cow::Owned(text.as_str().to_owned()),
-            // The original decoded every message with `data.toString()`; binary frames are
-            // read the same way.
-            Ok(Message::Binary(bytes)) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
-            Ok(Message::Pong(_)) => {
-                manager.mark_alive(id, key);
-                continue;
-            }
-            // tungstenite answers pings itself; a ping flood still counts against the rate.
-            Ok(Message::Ping(_)) => {
-                if let Handled::Close(code) = manager.rate_check(id, &mut bucket) {
-                    return Box::pin(close_and_drain(manager, (id, key), outbox, code, source))
-                        .await;
-                }
-                continue;
-            }
-            Ok(Message::Close(_) | Message::Frame(_)) => continue,
-            Err(error) => return classify(id, error),
-        };
-        let mut handled = manager.handle_message(id, &mut bucket, &text);
-        if let Handled::Authorize(pending) = handled {
-            // Boxed, like every rare path here: a future is as large as its largest state,
-            // and an idle connection should pay only for waiting.
-            handled = Box::pin(manager.authorize(pending)).await;
+/// What a read brought.
+enum Read {
+    /// Bytes, decoded into whole messages (perhaps none yet).
+    Data,
+    /// Nothing: the readiness was stale.
+    Nothing,
+    /// The peer ended the stream, or the socket failed.
+    End,
+}
+
+/// Reads once, without waiting, into a buffer on this call's stack, and decodes.
+fn read_once(
+    socket: &TcpStream,
+    decoder: &mut Decoder,
+    out: &mut Vec<Incoming>,
+) -> Result<Read, Violation> {
+    let mut chunk = [0u8; READ_CHUNK_BYTES];
+    match socket.try_read(&mut chunk) {
+        Ok(0) => Ok(Read::End),
+        Ok(read) => decoder.feed(&chunk[..read], out).map(|()| Read::Data),
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(Read::Nothing)
         }
-        match handled {
-            // The core sends a native connection's replies on the ordered path itself.
-            Handled::Nothing
-            | Handled::Dropped
-            | Handled::Authorize(_)
-            | Handled::Invoke(_)
-            | Handled::Broadcast { .. }
-            | Handled::Mirror(_) => {}
-            Handled::Reply(reply) | Handled::Changed { reply, .. } => {
-                manager.send_native(id, key, reply);
-            }
-            Handled::Close(code) => {
-                return Box::pin(close_and_drain(manager, (id, key), outbox, code, source)).await
-            }
+        Err(error) => {
+            debug!(%error, "socket ended");
+            Ok(Read::End)
         }
     }
-    ReadEnd::Closed
+}
+
+async fn read_loop(peer: &Peer<'_>, decoder: &mut Decoder, leftover: Vec<u8>) -> ReadEnd {
+    let mut bucket = peer.manager.new_rate_limiter();
+    let mut incoming = Vec::new();
+    let mut fed = decoder.feed(&leftover, &mut incoming);
+    drop(leftover);
+    loop {
+        if let Err(violation) = fed {
+            return violation_end(peer.id, violation);
+        }
+        for message in std::mem::take(&mut incoming) {
+            if let Some(end) = Box::pin(on_message(peer, &mut bucket, message, decoder)).await {
+                return end;
+            }
+        }
+        if peer.socket.readable().await.is_err() {
+            return ReadEnd::Closed;
+        }
+        fed = match read_once(peer.socket, decoder, &mut incoming) {
+            Ok(Read::End) => return ReadEnd::Closed,
+            Ok(Read::Data | Read::Nothing) => Ok(()),
+            Err(violation) => Err(violation),
+        };
+    }
+}
+
+fn violation_end(id: &str, violation: Violation) -> ReadEnd {
+    warn!(
+        conn_id = id,
+        error = violation.what,
+        code = violation.code,
+        "protocol violation; closing"
+    );
+    ReadEnd::Violation(violation.code)
+}
+
+/// Acts on one message from the client; `Some` when the reading is over.
+async fn on_message(
+    peer: &Peer<'_>,
+    bucket: &mut Option<TokenBucket>,
+    message: Incoming,
+    decoder: &mut Decoder,
+) -> Option<ReadEnd> {
+    let Peer {
+        manager, id, key, ..
+    } = *peer;
+    let text = match message {
+        Incoming::Text(text) => text,
+        // The original decoded every message with `data.toString()`; binary frames are
+        // read the same way.
+        Incoming::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Incoming::Pong => {
+            manager.mark_alive(id, key);
+            return None;
+        }
+        Incoming::Ping(payload) => {
+            // A ping flood counts against the rate like any message.
+            if let Handled::Close(code) = manager.rate_check(id, bucket) {
+                return Some(close_and_drain(peer, code, decoder).await);
+            }
+            peer.outbox.push_control(Frame::pong(payload));
+            return None;
+        }
+        Incoming::Close(code) => {
+            let answer = code.map_or_else(Frame::close_empty, |code| Frame::close(code, ""));
+            peer.outbox.answer_close(answer);
+            return Some(ReadEnd::PeerClosed);
+        }
+    };
+    let mut handled = manager.handle_message(id, bucket, &text);
+    if let Handled::Authorize(pending) = handled {
+        handled = manager.authorize(pending).await;
+    }
+    match handled {
+        // The core sends a native connection's replies on the ordered path itself.
+        Handled::Nothing
+        | Handled::Dropped
+        | Handled::Authorize(_)
+        | Handled::Invoke(_)
+        | Handled::Broadcast { .. }
+        | Handled::Mirror(_) => None,
+        Handled::Reply(reply) | Handled::Changed { reply, .. } => {
+            manager.send_native(id, key, reply);
+            None
+        }
+        Handled::Close(code) => Some(close_and_drain(peer, code, decoder).await),
+    }
 }
 
 /// Closes with `code` while still reading (and discarding) what the peer sends, until it
 /// answers the close or [`CLOSE_GRACE`] passes: closing a socket with unread data makes the
 /// kernel reset it, and the peer would lose the close frame that says why.
 /// The close travels the ordered path, after the replies sent before it.
-async fn close_and_drain<S>(
-    manager: &Manager,
-    (id, key): (&str, RecordKey),
-    outbox: &Outbox,
-    code: u16,
-    source: &mut futures_util::stream::SplitStream<WebSocketStream<S>>,
-) -> ReadEnd
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    if !manager.close_native(id, key, Some(code)) {
-        outbox.close(CloseReason::Server { code });
+async fn close_and_drain(peer: &Peer<'_>, code: u16, decoder: &mut Decoder) -> ReadEnd {
+    if !peer.manager.close_native(peer.id, peer.key, Some(code)) {
+        peer.outbox.close(CloseReason::Server { code });
     }
+    let mut incoming = Vec::new();
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        while let Some(Ok(_)) = source.next().await {}
+        loop {
+            if incoming.iter().any(|m| matches!(m, Incoming::Close(_))) {
+                return;
+            }
+            incoming.clear();
+            if peer.socket.readable().await.is_err() {
+                return;
+            }
+            match read_once(peer.socket, decoder, &mut incoming) {
+                Ok(Read::Data | Read::Nothing) => {}
+                Ok(Read::End) | Err(_) => return,
+            }
+        }
     })
     .await;
     ReadEnd::Closed
 }
 
-/// The close code for a read error, or a plain end for I/O errors and closed sockets.
-fn classify(id: &str, error: WsError) -> ReadEnd {
-    let code = match &error {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => close_code::MESSAGE_TOO_BIG,
-        WsError::Capacity(_) => close_code::MESSAGE_TOO_BIG,
-        WsError::Utf8(_) => close_code::INVALID_PAYLOAD,
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
-        | WsError::ConnectionClosed
-        | WsError::AlreadyClosed
-        | WsError::Io(_) => {
-            debug!(conn_id = id, %error, "socket ended");
-            return ReadEnd::Closed;
-        }
-        WsError::Protocol(_) => close_code::PROTOCOL_ERROR,
-        _ => close_code::PROTOCOL_ERROR,
-    };
-    warn!(conn_id = id, %error, code, "protocol violation; closing");
-    ReadEnd::Violation(code)
-}
-
-async fn write_loop<S>(
-    outbox: &Outbox,
-    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-) -> WriteEnd
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut batch = Vec::new();
+async fn write_loop(outbox: &Outbox, socket: &TcpStream) -> WriteEnd {
     loop {
-        let closing = outbox.next_batch(&mut batch).await;
-        if !batch.is_empty() {
-            let write = async {
-                for message in batch.drain(..) {
-                    sink.feed(message).await?;
+        match outbox.next_work().await {
+            Work::Write => {
+                tokio::select! {
+                    ready = socket.writable() => {
+                        if ready.is_err() || outbox.flush() == Flushed::Failed {
+                            return WriteEnd::Abandoned;
+                        }
+                    }
+                    // A close while waiting for room: look again.
+                    () = outbox.changed() => {}
                 }
-                sink.flush().await
-            };
-            tokio::select! {
-                written = write => if written.is_err() { return WriteEnd::Abandoned },
-                () = outbox.hard_closed() => {}
             }
-            batch.clear();
-        }
-        match closing.or_else(|| outbox.closed().filter(|reason| reason.is_hard())) {
-            None => {}
-            Some(CloseReason::Gone) => return WriteEnd::Abandoned,
-            Some(CloseReason::SlowConsumer) => {
+            Work::Closed(CloseReason::Gone) => return WriteEnd::Abandoned,
+            Work::Closed(CloseReason::SlowConsumer) => {
                 // The peer is not reading, so this may never leave; try briefly.
-                let frame = close_frame(close_code::SLOW_CONSUMER, "slow consumer");
-                Box::pin(send_close(sink, frame, CLOSE_GRACE / 10)).await;
+                outbox.queue_farewell(Frame::close(close_code::SLOW_CONSUMER, "slow consumer"));
+                let _ = tokio::time::timeout(CLOSE_GRACE / 10, write_all(outbox, socket)).await;
                 return WriteEnd::Abandoned;
             }
-            Some(CloseReason::Server { code }) => {
-                let frame = close_frame(code, "");
-                return match Box::pin(send_close(sink, frame, CLOSE_GRACE)).await {
-                    true => WriteEnd::SentClose,
-                    false => WriteEnd::Abandoned,
-                };
+            Work::Closed(CloseReason::Server { .. } | CloseReason::Answered) => {
+                return WriteEnd::SentClose
+            }
+        }
+    }
+}
+
+/// Writes everything queued, waiting for room as needed.
+async fn write_all(outbox: &Outbox, socket: &TcpStream) {
+    loop {
+        match outbox.flush() {
+            Flushed::All | Flushed::Failed => return,
+            Flushed::Partly => {
+                if socket.writable().await.is_err() {
+                    return;
+                }
             }
         }
     }
 }
 
 /// Reads and drops input until the peer closes, errs, or `limit` passes.
-async fn discard_input<S: AsyncRead + Unpin>(socket: &mut S, limit: std::time::Duration) {
-    let mut scratch = vec![0u8; 4096];
+async fn discard_input(socket: &TcpStream, limit: std::time::Duration) {
     let _ = tokio::time::timeout(limit, async {
-        while matches!(socket.read(&mut scratch).await, Ok(read) if read > 0) {}
+        loop {
+            if socket.readable().await.is_err() {
+                return;
+            }
+            let mut scratch = [0u8; READ_CHUNK_BYTES];
+            match socket.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
     })
     .await;
-}
-
-/// Sends a close frame within `limit`; whether it left.
-async fn send_close<S>(
-    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    frame: Message,
-    limit: std::time::Duration,
-) -> bool
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    matches!(
-        tokio::time::timeout(limit, sink.send(frame)).await,
-        Ok(Ok(()))
-    )
-}
-
-fn close_frame(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    }))
 }

@@ -6,7 +6,8 @@
 //!   socket's file descriptor and finishes the upgrade.
 //! - [`upgrade`]: what both share once a request head is known: the handshake checks, the
 //!   `101` or the refusal, and the start of the connection.
-//! - [`connection`]: one connection's life: registration, reader, batching writer, close.
+//! - [`connection`]: one connection's life: registration, reader, the writes the kernel
+//!   refused, close. Framing is [`crate::wire`]'s.
 
 pub mod connection;
 #[cfg(unix)]
@@ -17,10 +18,7 @@ pub mod upgrade;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
 use crate::handshake::HandshakePolicy;
-use crate::options::Options;
 
 /// An incomplete handshake is dropped after this long (slowloris): a real client sends its
 /// whole request head in one packet, milliseconds after connecting.
@@ -33,28 +31,10 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How long `shutdown()` lets a connection write what it has queued and close cleanly.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
-/// Bytes tungstenite reads per call. Client messages are small commands (a subscribe is
-/// about 60 bytes); the buffer is allocated up front for every connection, so it is kept
-/// small (tungstenite's default is 128 KiB). Larger messages arrive in several reads.
-const READ_BUFFER_BYTES: usize = 256;
-
-/// Frames are collected up to this size before a write to the socket, so a batch drained
-/// from the outbox leaves in few system calls.
-const WRITE_BATCH_BYTES: usize = 64 * 1024;
-
 /// Where native connections are accepted and what they are told.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub policy: HandshakePolicy,
     /// Sent in the welcome message; omitted when `None`.
     pub cwd: Option<Arc<str>>,
-}
-
-/// tungstenite's configuration for a connection under `options`.
-pub fn websocket_config(options: &Options) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BATCH_BYTES)
-        .max_message_size(Some(options.max_payload_bytes))
-        .max_frame_size(Some(options.max_payload_bytes))
 }

@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
-use super::{connection, websocket_config, Endpoint};
+use super::{connection, Endpoint};
 use crate::gate::{self, AuthRequest, AuthVerdict};
 use crate::handshake::request::headers_to_lowercase_map;
 use crate::handshake::{check_upgrade, rejection_response, switching_protocols};
@@ -17,17 +16,15 @@ use crate::manager::{ConnectionSlot, Manager};
 
 /// Answers an upgrade request on `stream`. `leftover` holds bytes the client sent after
 /// the request head (a first frame in the same packet); they are not lost.
-pub async fn complete<S>(
+pub async fn complete(
     manager: Arc<Manager>,
-    mut stream: S,
+    mut stream: TcpStream,
     slot: ConnectionSlot,
     request: UpgradeRequest,
     leftover: Vec<u8>,
     remote_address: String,
     endpoint: Arc<Endpoint>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) {
     let admitted = admit(&manager, &request, remote_address, &endpoint).await;
     let (accepted, meta) = match admitted {
         Ok(admitted) => admitted,
@@ -40,9 +37,6 @@ pub async fn complete<S>(
         debug!(%error, "client left during the handshake");
         return;
     }
-    let config = websocket_config(manager.options());
-    let socket =
-        WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
     let admission = connection::Admission {
         slot,
         cwd: endpoint.cwd.clone(),
@@ -50,7 +44,7 @@ pub async fn complete<S>(
     };
     // A task of its own: the handshake's buffers and state end with this one, so an idle
     // connection costs only what serving it needs.
-    Arc::clone(&manager).spawn(connection::serve(manager, socket, admission));
+    Arc::clone(&manager).spawn(connection::serve(manager, stream, leftover, admission));
 }
 
 /// Every check before the `101`, cheapest first: shutdown, the handshake itself (method,
