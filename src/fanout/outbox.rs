@@ -19,8 +19,11 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
+
+use futures_util::task::AtomicWaker;
 
 use super::gauge::QueueGauge;
 use crate::wire::Frame;
@@ -170,7 +173,11 @@ struct State {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
-    wake_writer: Notify,
+    /// Set when the connection's task has news (frames refused where none waited, a
+    /// close); the task's waker, polled rather than a future of its own, keeps an idle
+    /// connection small.
+    news: AtomicBool,
+    task: AtomicWaker,
     cap_bytes: usize,
     gauge: Option<Arc<QueueGauge>>,
 }
@@ -201,7 +208,8 @@ impl Outbox {
                 socket,
                 ..State::default()
             }),
-            wake_writer: Notify::new(),
+            news: AtomicBool::new(false),
+            task: AtomicWaker::new(),
             cap_bytes,
             gauge,
         }
@@ -288,7 +296,7 @@ impl Outbox {
         let news = pushed != Push::Queued || (idle && !state.unsent.frames.is_empty());
         drop(state);
         if news {
-            self.wake_writer.notify_one();
+            self.tell_task();
         }
         pushed
     }
@@ -351,7 +359,7 @@ impl Outbox {
                 }
             }
         }
-        self.wake_writer.notify_one();
+        self.tell_task();
     }
 
     /// After a slow-consumer cut: queues the 4008 close frame behind what remains of a
@@ -374,27 +382,40 @@ impl Outbox {
         self.lock().unsent.capped_bytes
     }
 
-    /// Waits until something changes: a frame refused while nothing waited, a close.
-    pub async fn changed(&self) {
-        self.wake_writer.notified().await;
+    fn tell_task(&self) {
+        self.news.store(true, Ordering::Release);
+        self.task.wake();
+    }
+
+    /// Ready once there is news for the connection's task since it last took it.
+    pub fn poll_news(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.task.register(cx.waker());
+        match self.news.swap(false, Ordering::AcqRel) {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        }
+    }
+
+    /// What the connection's task has to do now, if anything.
+    pub fn work(&self) -> Option<Work> {
+        let state = self.lock();
+        match state.closed {
+            Some(reason @ (CloseReason::SlowConsumer | CloseReason::Gone)) => {
+                Some(Work::Closed(reason))
+            }
+            _ if !state.unsent.frames.is_empty() => Some(Work::Write),
+            Some(reason) => Some(Work::Closed(reason)),
+            None => None,
+        }
     }
 
     /// Waits until the connection's task has something to do.
     pub async fn next_work(&self) -> Work {
         loop {
-            let notified = self.wake_writer.notified();
-            {
-                let state = self.lock();
-                match state.closed {
-                    Some(reason @ (CloseReason::SlowConsumer | CloseReason::Gone)) => {
-                        return Work::Closed(reason)
-                    }
-                    _ if !state.unsent.frames.is_empty() => return Work::Write,
-                    Some(reason) => return Work::Closed(reason),
-                    None => {}
-                }
+            if let Some(work) = self.work() {
+                return work;
             }
-            notified.await;
+            std::future::poll_fn(|cx| self.poll_news(cx)).await;
         }
     }
 

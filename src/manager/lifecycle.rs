@@ -7,15 +7,16 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use super::{Manager, CLOSE_GOING_AWAY};
-use crate::fanout::outbox::CloseReason;
+use crate::fanout::outbox::{CloseReason, Outbox};
 use crate::registry::{RecordKey, Transport};
+use crate::transport::SHUTDOWN_DRAIN;
 
 /// Where a manager is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,13 @@ impl Lifecycle {
 /// Counts one live native resource while it exists.
 pub struct ActiveGuard {
     manager: Arc<Manager>,
+}
+
+impl ActiveGuard {
+    /// The manager this guard keeps alive.
+    pub fn manager(&self) -> &Arc<Manager> {
+        &self.manager
+    }
 }
 
 impl Drop for ActiveGuard {
@@ -164,14 +172,19 @@ impl Manager {
         }
         self.fanout.drain(&self.stats);
         let mut js = Vec::new();
+        let mut native = Vec::new();
         for connection in self.write().drain() {
             match connection.transport {
                 Transport::Js => js.push((connection.id.to_string(), connection.key)),
-                Transport::Native(outbox) => outbox.close(CloseReason::Server {
-                    code: CLOSE_GOING_AWAY,
-                }),
+                Transport::Native(outbox) => {
+                    outbox.close(CloseReason::Server {
+                        code: CLOSE_GOING_AWAY,
+                    });
+                    native.push(Arc::downgrade(&outbox));
+                }
             }
         }
+        abandon_after_drain(native);
         self.lifecycle.token.cancel();
         self.lifecycle.tasks.close();
         info!("manager shutting down");
@@ -184,6 +197,21 @@ impl Manager {
         self.fanout.drain(&self.stats);
         self.lifecycle.state.store(CLOSED, Ordering::Release);
     }
+}
+
+/// A peer that does not read cannot take its close frame: after [`SHUTDOWN_DRAIN`] its
+/// connection is dropped, so shutdown ends whatever the peers do. Weak references: a
+/// connection that ended keeps no socket open for this timer.
+fn abandon_after_drain(outboxes: Vec<Weak<Outbox>>) {
+    if outboxes.is_empty() {
+        return;
+    }
+    crate::runtime::handle().spawn(async move {
+        tokio::time::sleep(SHUTDOWN_DRAIN).await;
+        for outbox in outboxes.iter().filter_map(Weak::upgrade) {
+            outbox.close(CloseReason::Gone);
+        }
+    });
 }
 
 impl Drop for Manager {

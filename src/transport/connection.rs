@@ -11,13 +11,15 @@
 
 use std::io;
 use std::sync::Arc;
+use std::task::Poll;
 
 use tokio::net::TcpStream;
+use tokio::time::timeout;
 use tracing::{debug, warn};
 
-use super::{CLOSE_GRACE, SHUTDOWN_DRAIN};
+use super::CLOSE_GRACE;
 use crate::fanout::outbox::{CloseReason, Flushed, Outbox, Work};
-use crate::manager::{new_connection_id, ConnectionSlot, Handled, Manager};
+use crate::manager::{new_connection_id, ActiveGuard, ConnectionSlot, Handled, Manager};
 use crate::protocol;
 use crate::rate::TokenBucket;
 use crate::registry::RecordKey;
@@ -39,29 +41,20 @@ pub mod close_code {
     pub const SLOW_CONSUMER: u16 = crate::manager::CLOSE_SLOW_CONSUMER;
 }
 
-/// How the reader side ended.
-enum ReadEnd {
-    /// The socket ended, or the exchange after our close is over.
-    Closed,
-    /// The peer sent a close; the answer is queued.
-    PeerClosed,
-    /// The peer broke the protocol; close with this code.
+/// How a connection's loop ended, and so how it is wound down.
+enum End {
+    /// The peer ended the stream or the socket failed: nothing more to exchange.
+    Gone,
+    /// The peer broke the protocol: close with this code, then stop listening.
     Violation(u16),
-}
-
-/// Which side ended a connection first.
-enum Ended {
-    Reader(ReadEnd),
-    Writer(WriteEnd),
-    Shutdown,
-}
-
-/// How the writer side ended.
-enum WriteEnd {
-    /// Its close frame (ours, or the answer to the peer's) is written.
+    /// The peer sent a close; its answer is queued.
+    PeerClosed,
+    /// The server decided to close with this code (rate limit, a refused command).
+    Closing(u16),
+    /// Our close frame (shutdown, removeConnection) is written: wait for the peer's.
     SentClose,
-    /// Nothing more can or should be written.
-    Abandoned,
+    /// The kernel refused more than the cap.
+    SlowConsumer,
 }
 
 /// What a connection brings from its handshake.
@@ -72,115 +65,142 @@ pub struct Admission {
     pub meta: Option<String>,
 }
 
-/// Keeps a connection registered while it runs; forgets it when dropped — including while
-/// a panic in the connection's task unwinds, so a fault never leaves a ghost record.
-struct Registration {
-    manager: Arc<Manager>,
-    id: String,
+/// One registered connection: who it is and where it reads and writes. Dropping it
+/// forgets the connection — including while a panic in its task unwinds, so a fault never
+/// leaves a ghost record.
+struct Peer {
+    /// Keeps the manager and the process alive while the connection is.
+    alive: ActiveGuard,
+    /// The connection limit's permit.
+    _slot: ConnectionSlot,
+    id: Box<str>,
     key: RecordKey,
     outbox: Arc<Outbox>,
+    socket: Arc<TcpStream>,
 }
 
-impl Drop for Registration {
+impl Drop for Peer {
     fn drop(&mut self) {
         self.outbox.close(CloseReason::Gone);
-        self.manager.connection_closed(&self.id, self.key);
+        self.alive.manager().connection_closed(&self.id, self.key);
     }
 }
 
-/// One connection: who it is and where it reads and writes.
-struct Peer<'a> {
-    manager: &'a Arc<Manager>,
-    id: &'a str,
-    key: RecordKey,
-    outbox: &'a Outbox,
-    socket: &'a TcpStream,
+impl Peer {
+    fn manager(&self) -> &Arc<Manager> {
+        self.alive.manager()
+    }
+
+    /// Registers a connection on `socket` and sends its welcome.
+    fn register(manager: &Arc<Manager>, socket: TcpStream, admission: Admission) -> Self {
+        let Admission { slot, cwd, meta } = admission;
+        let socket = Arc::new(socket);
+        let id = new_connection_id();
+        let outbox = manager.new_outbox(Arc::clone(&socket));
+        let key = manager.add_native_connection(&id, &outbox, meta);
+        manager.send_native(&id, key, protocol::welcome(&id, cwd.as_deref()));
+        Self {
+            alive: manager.active_guard(),
+            _slot: slot,
+            id: id.into_boxed_str(),
+            key,
+            outbox,
+            socket,
+        }
+    }
 }
 
 /// Runs a connection until it is closed. `socket` has completed its handshake; `leftover`
 /// holds what the client sent after its request head.
+///
+/// One task, one readiness wait at a time: the socket's (readable, and writable only while
+/// refused bytes wait) or the outbox's news (a refusal, a close). Deliveries to a reader
+/// that keeps up never wake it — they were written by whoever delivered them.
 pub async fn serve(
     manager: Arc<Manager>,
     socket: TcpStream,
     leftover: Vec<u8>,
     admission: Admission,
 ) {
-    let _alive = manager.active_guard();
-    let Admission {
-        slot: _slot,
-        cwd,
-        meta,
-    } = admission;
-    let socket = Arc::new(socket);
-    let id = new_connection_id();
-    let outbox = manager.new_outbox(Arc::clone(&socket));
-    let key = manager.add_native_connection(&id, &outbox, meta);
-    let registration = Registration {
-        manager: Arc::clone(&manager),
-        id: id.clone(),
-        key,
-        outbox: Arc::clone(&outbox),
-    };
-    manager.send_native(&id, key, protocol::welcome(&id, cwd.as_deref()));
+    let peer = Peer::register(&manager, socket, admission);
+    drop(manager);
+    let mut decoder = Decoder::new(peer.manager().options().max_payload_bytes);
+    let end = run(&peer, &mut decoder, leftover).await;
+    // The endings wait on timers; boxed, their state is paid for only while closing.
+    Box::pin(wind_down(&peer, &mut decoder, end)).await;
+}
 
-    let peer = Peer {
-        manager: &manager,
-        id: &id,
-        key,
-        outbox: &outbox,
-        socket: &socket,
-    };
-    let mut decoder = Decoder::new(manager.options().max_payload_bytes);
-    let violated = {
-        let reader = read_loop(&peer, &mut decoder, leftover);
-        let writer = write_loop(&outbox, &socket);
-        tokio::pin!(reader, writer);
-        let ended = tokio::select! {
-            end = &mut reader => Ended::Reader(end),
-            end = &mut writer => Ended::Writer(end),
-            () = manager.shutdown_signal() => Ended::Shutdown,
-        };
-        let violated = matches!(ended, Ended::Reader(ReadEnd::Violation(_)));
-        // The endings wait on timers; boxed, their state is paid for only while closing.
-        Box::pin(async {
-            match ended {
-                Ended::Reader(ReadEnd::Violation(code)) => {
-                    outbox.close(CloseReason::Server { code });
-                    let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
-                }
-                Ended::Reader(ReadEnd::PeerClosed) => {
-                    let _ = tokio::time::timeout(CLOSE_GRACE, &mut writer).await;
-                }
-                Ended::Reader(ReadEnd::Closed) => outbox.close(CloseReason::Gone),
-                Ended::Writer(WriteEnd::SentClose) => {
-                    let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader).await;
-                }
-                Ended::Writer(WriteEnd::Abandoned) => {}
-                Ended::Shutdown => {
-                    outbox.close(CloseReason::Server {
-                        code: close_code::GOING_AWAY,
-                    });
-                    let _ = tokio::time::timeout(SHUTDOWN_DRAIN, async {
-                        if let WriteEnd::SentClose = (&mut writer).await {
-                            let _ = (&mut reader).await;
-                        }
-                    })
-                    .await;
-                }
-            }
-        })
-        .await;
-        violated
-    };
-    if violated {
-        // The peer broke the protocol and may still be sending. Closing the socket over
-        // unread input makes the kernel reset it, and the peer would lose the close frame
-        // that says why: end our side (FIN after the close frame), then read and discard
-        // until the peer ends its side too, for a moment at most.
-        let _ = socket2::SockRef::from(&*socket).shutdown(std::net::Shutdown::Write);
-        Box::pin(discard_input(&socket, CLOSE_GRACE)).await;
+async fn run(peer: &Peer, decoder: &mut Decoder, leftover: Vec<u8>) -> End {
+    let mut bucket = peer.manager().new_rate_limiter();
+    let mut incoming = Vec::new();
+    let fed = decoder.feed(&leftover, &mut incoming);
+    drop(leftover);
+    if let Err(violation) = fed {
+        return violation_end(&peer.id, violation);
     }
-    drop(registration);
+    loop {
+        for message in std::mem::take(&mut incoming) {
+            // Boxed: the state of handling a message is paid for only while handling one.
+            if let Some(end) = Box::pin(on_message(peer, &mut bucket, message)).await {
+                return end;
+            }
+        }
+        let writing = match peer.outbox.work() {
+            None => false,
+            Some(Work::Write) => true,
+            Some(Work::Closed(CloseReason::Gone)) => return End::Gone,
+            Some(Work::Closed(CloseReason::SlowConsumer)) => return End::SlowConsumer,
+            Some(Work::Closed(CloseReason::Server { .. } | CloseReason::Answered)) => {
+                return End::SentClose
+            }
+        };
+        let Ok(woken) = wait(peer, writing).await else {
+            return End::Gone;
+        };
+        if woken.writable && peer.outbox.flush() == Flushed::Failed {
+            return End::Gone;
+        }
+        if woken.readable {
+            match read_once(&peer.socket, decoder, &mut incoming) {
+                Ok(Read::End) => return End::Gone,
+                Ok(Read::Data | Read::Nothing) => {}
+                Err(violation) => return violation_end(&peer.id, violation),
+            }
+        }
+    }
+}
+
+/// What woke a connection's task; neither flag for news from its outbox.
+#[derive(Default)]
+struct Woken {
+    readable: bool,
+    writable: bool,
+}
+
+/// Waits for the socket to be readable (or writable, when `writing`) or for news from the
+/// outbox. Polled in place: the wait adds no future, and so no memory, of its own.
+async fn wait(peer: &Peer, writing: bool) -> io::Result<Woken> {
+    std::future::poll_fn(|cx| {
+        if peer.outbox.poll_news(cx).is_ready() {
+            return Poll::Ready(Ok(Woken::default()));
+        }
+        let readable = match peer.socket.poll_read_ready(cx) {
+            Poll::Ready(Ok(())) => true,
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => false,
+        };
+        let writable = writing
+            && match peer.socket.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => false,
+            };
+        match readable || writable {
+            true => Poll::Ready(Ok(Woken { readable, writable })),
+            false => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// What a read brought.
@@ -218,51 +238,23 @@ fn read_once(
     }
 }
 
-async fn read_loop(peer: &Peer<'_>, decoder: &mut Decoder, leftover: Vec<u8>) -> ReadEnd {
-    let mut bucket = peer.manager.new_rate_limiter();
-    let mut incoming = Vec::new();
-    let mut fed = decoder.feed(&leftover, &mut incoming);
-    drop(leftover);
-    loop {
-        if let Err(violation) = fed {
-            return violation_end(peer.id, violation);
-        }
-        for message in std::mem::take(&mut incoming) {
-            if let Some(end) = Box::pin(on_message(peer, &mut bucket, message, decoder)).await {
-                return end;
-            }
-        }
-        if peer.socket.readable().await.is_err() {
-            return ReadEnd::Closed;
-        }
-        fed = match read_once(peer.socket, decoder, &mut incoming) {
-            Ok(Read::End) => return ReadEnd::Closed,
-            Ok(Read::Data | Read::Nothing) => Ok(()),
-            Err(violation) => Err(violation),
-        };
-    }
-}
-
-fn violation_end(id: &str, violation: Violation) -> ReadEnd {
+fn violation_end(id: &str, violation: Violation) -> End {
     warn!(
         conn_id = id,
         error = violation.what,
         code = violation.code,
         "protocol violation; closing"
     );
-    ReadEnd::Violation(violation.code)
+    End::Violation(violation.code)
 }
 
-/// Acts on one message from the client; `Some` when the reading is over.
+/// Acts on one message from the client; `Some` when the connection is to end.
 async fn on_message(
-    peer: &Peer<'_>,
+    peer: &Peer,
     bucket: &mut Option<TokenBucket>,
     message: Incoming,
-    decoder: &mut Decoder,
-) -> Option<ReadEnd> {
-    let Peer {
-        manager, id, key, ..
-    } = *peer;
+) -> Option<End> {
+    let (manager, id, key) = (peer.manager(), &*peer.id, peer.key);
     let text = match message {
         Incoming::Text(text) => text,
         // The original decoded every message with `data.toString()`; binary frames are
@@ -275,7 +267,7 @@ async fn on_message(
         Incoming::Ping(payload) => {
             // A ping flood counts against the rate like any message.
             if let Handled::Close(code) = manager.rate_check(id, bucket) {
-                return Some(close_and_drain(peer, code, decoder).await);
+                return Some(End::Closing(code));
             }
             peer.outbox.push_control(Frame::pong(payload));
             return None;
@@ -283,12 +275,14 @@ async fn on_message(
         Incoming::Close(code) => {
             let answer = code.map_or_else(Frame::close_empty, |code| Frame::close(code, ""));
             peer.outbox.answer_close(answer);
-            return Some(ReadEnd::PeerClosed);
+            return Some(End::PeerClosed);
         }
     };
     let mut handled = manager.handle_message(id, bucket, &text);
     if let Handled::Authorize(pending) = handled {
-        handled = manager.authorize(pending).await;
+        // Boxed, like every rare path here: a future is as large as its largest state,
+        // and an idle connection should pay only for waiting.
+        handled = Box::pin(manager.authorize(pending)).await;
     }
     match handled {
         // The core sends a native connection's replies on the ordered path itself.
@@ -302,95 +296,97 @@ async fn on_message(
             manager.send_native(id, key, reply);
             None
         }
-        Handled::Close(code) => Some(close_and_drain(peer, code, decoder).await),
+        Handled::Close(code) => Some(End::Closing(code)),
     }
 }
 
-/// Closes with `code` while still reading (and discarding) what the peer sends, until it
-/// answers the close or [`CLOSE_GRACE`] passes: closing a socket with unread data makes the
-/// kernel reset it, and the peer would lose the close frame that says why.
-/// The close travels the ordered path, after the replies sent before it.
-async fn close_and_drain(peer: &Peer<'_>, code: u16, decoder: &mut Decoder) -> ReadEnd {
-    if !peer.manager.close_native(peer.id, peer.key, Some(code)) {
-        peer.outbox.close(CloseReason::Server { code });
+/// Ends a connection the way `end` calls for.
+async fn wind_down(peer: &Peer, decoder: &mut Decoder, end: End) {
+    match end {
+        End::Gone => peer.outbox.close(CloseReason::Gone),
+        End::Violation(code) => {
+            peer.outbox.close(CloseReason::Server { code });
+            let _ = timeout(CLOSE_GRACE, exchange(peer, decoder, Until::Written)).await;
+            // The peer broke the protocol and may still be sending. Closing the socket
+            // over unread input makes the kernel reset it, and the peer would lose the
+            // close frame that says why: end our side (FIN after the close frame), then
+            // read and discard until the peer ends its side too, for a moment at most.
+            let _ = socket2::SockRef::from(&*peer.socket).shutdown(std::net::Shutdown::Write);
+            let _ = timeout(CLOSE_GRACE, discard_input(&peer.socket)).await;
+        }
+        End::PeerClosed => {
+            let _ = timeout(CLOSE_GRACE, exchange(peer, decoder, Until::Written)).await;
+        }
+        End::Closing(code) => {
+            // The close travels the ordered path, after the replies sent before it.
+            if !peer.manager().close_native(&peer.id, peer.key, Some(code)) {
+                peer.outbox.close(CloseReason::Server { code });
+            }
+            let _ = timeout(CLOSE_GRACE, exchange(peer, decoder, Until::PeerClosed)).await;
+        }
+        End::SentClose => {
+            let _ = timeout(CLOSE_GRACE, exchange(peer, decoder, Until::PeerClosed)).await;
+        }
+        End::SlowConsumer => {
+            // The peer is not reading, so this may never leave; try briefly.
+            peer.outbox
+                .queue_farewell(Frame::close(close_code::SLOW_CONSUMER, "slow consumer"));
+            let _ = timeout(CLOSE_GRACE / 10, exchange(peer, decoder, Until::Written)).await;
+        }
     }
+}
+
+/// When a closing exchange is over.
+#[derive(PartialEq, Eq)]
+enum Until {
+    /// Everything queued (the close frame last) is written.
+    Written,
+    /// The peer answered our close (or ended the stream).
+    PeerClosed,
+}
+
+/// Writes what waits and reads (discarding data) until `until`, the socket fails, or the
+/// peer ends the stream.
+async fn exchange(peer: &Peer, decoder: &mut Decoder, until: Until) {
     let mut incoming = Vec::new();
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        loop {
-            if incoming.iter().any(|m| matches!(m, Incoming::Close(_))) {
-                return;
-            }
-            incoming.clear();
-            if peer.socket.readable().await.is_err() {
-                return;
-            }
-            match read_once(peer.socket, decoder, &mut incoming) {
+    loop {
+        if incoming.iter().any(|m| matches!(m, Incoming::Close(_))) {
+            return;
+        }
+        incoming.clear();
+        let writing = match peer.outbox.work() {
+            Some(Work::Write) => true,
+            Some(Work::Closed(CloseReason::Gone)) => return,
+            _ if until == Until::Written => return,
+            _ => false,
+        };
+        let Ok(woken) = wait(peer, writing).await else {
+            return;
+        };
+        if woken.writable && peer.outbox.flush() == Flushed::Failed {
+            return;
+        }
+        if woken.readable {
+            match read_once(&peer.socket, decoder, &mut incoming) {
                 Ok(Read::Data | Read::Nothing) => {}
                 Ok(Read::End) | Err(_) => return,
             }
         }
-    })
-    .await;
-    ReadEnd::Closed
-}
-
-async fn write_loop(outbox: &Outbox, socket: &TcpStream) -> WriteEnd {
-    loop {
-        match outbox.next_work().await {
-            Work::Write => {
-                tokio::select! {
-                    ready = socket.writable() => {
-                        if ready.is_err() || outbox.flush() == Flushed::Failed {
-                            return WriteEnd::Abandoned;
-                        }
-                    }
-                    // A close while waiting for room: look again.
-                    () = outbox.changed() => {}
-                }
-            }
-            Work::Closed(CloseReason::Gone) => return WriteEnd::Abandoned,
-            Work::Closed(CloseReason::SlowConsumer) => {
-                // The peer is not reading, so this may never leave; try briefly.
-                outbox.queue_farewell(Frame::close(close_code::SLOW_CONSUMER, "slow consumer"));
-                let _ = tokio::time::timeout(CLOSE_GRACE / 10, write_all(outbox, socket)).await;
-                return WriteEnd::Abandoned;
-            }
-            Work::Closed(CloseReason::Server { .. } | CloseReason::Answered) => {
-                return WriteEnd::SentClose
-            }
-        }
     }
 }
 
-/// Writes everything queued, waiting for room as needed.
-async fn write_all(outbox: &Outbox, socket: &TcpStream) {
+/// Reads and drops input until the peer ends the stream or the socket fails.
+async fn discard_input(socket: &TcpStream) {
     loop {
-        match outbox.flush() {
-            Flushed::All | Flushed::Failed => return,
-            Flushed::Partly => {
-                if socket.writable().await.is_err() {
-                    return;
-                }
-            }
+        if socket.readable().await.is_err() {
+            return;
+        }
+        let mut scratch = [0u8; READ_CHUNK_BYTES];
+        match socket.try_read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
         }
     }
-}
-
-/// Reads and drops input until the peer closes, errs, or `limit` passes.
-async fn discard_input(socket: &TcpStream, limit: std::time::Duration) {
-    let _ = tokio::time::timeout(limit, async {
-        loop {
-            if socket.readable().await.is_err() {
-                return;
-            }
-            let mut scratch = [0u8; READ_CHUNK_BYTES];
-            match socket.try_read(&mut scratch) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
-        }
-    })
-    .await;
 }

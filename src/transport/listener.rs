@@ -106,14 +106,17 @@ async fn handshake(
 /// Reads until a whole request head is in; returns it with the bytes after it. `Err(None)`
 /// when the client left first.
 async fn read_head(stream: &mut TcpStream) -> Result<(RequestHead, Vec<u8>), Option<Rejection>> {
+    // Read straight into the buffer: a chunk array would live in this future's state, and
+    // every handshake in flight would carry it.
     let mut buffer = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
     loop {
-        let read = stream.read(&mut chunk).await.map_err(|_| None)?;
+        if buffer.capacity() - buffer.len() < 512 {
+            buffer.reserve(1024);
+        }
+        let read = stream.read_buf(&mut buffer).await.map_err(|_| None)?;
         if read == 0 {
             return Err(None);
         }
-        buffer.extend_from_slice(&chunk[..read]);
         match parse_request(&buffer) {
             // parse_request refuses a head that outgrows MAX_HEADER_BYTES.
             Ok(ParseStatus::Partial) => continue,
