@@ -21,18 +21,17 @@
 //! never waits on a socket, never drops a message, and memory stays bounded; a producer
 //! paces itself on `pendingBroadcasts` (see the README).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use indexmap::IndexMap;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tracing::warn;
 
-use super::outbox::{CloseReason, Outbox, Push};
+use super::delivery::{apply, deliver, DeliveryIndex};
+use super::outbox::{CloseReason, Outbox};
 use crate::registry::RecordKey;
 use crate::stats::Stats;
-use crate::wire::Frame;
 
 /// Jobs waiting for the fan-out task. At 200 bytes a broadcast, a full queue is under
 /// 1 MiB of distinct payloads plus their bookkeeping; beyond it producers help deliver.
@@ -82,47 +81,6 @@ pub enum Job {
     Forget { key: RecordKey },
     /// Closes a connection's outbox after every earlier job.
     Close { member: Member, reason: CloseReason },
-}
-
-/// Channel → native subscribers, in subscription order.
-#[derive(Debug, Default)]
-struct DeliveryIndex {
-    channels: HashMap<Arc<str>, IndexMap<RecordKey, Member>>,
-    memberships: HashMap<RecordKey, Vec<Arc<str>>>,
-}
-
-impl DeliveryIndex {
-    fn add(&mut self, channel: Arc<str>, member: Member) {
-        let key = member.key;
-        let subscribers = self.channels.entry(Arc::clone(&channel)).or_default();
-        if subscribers.insert(key, member).is_none() {
-            self.memberships.entry(key).or_default().push(channel);
-        }
-    }
-
-    fn remove(&mut self, channel: &str, key: RecordKey) {
-        if let Some(subscribers) = self.channels.get_mut(channel) {
-            if subscribers.shift_remove(&key).is_some() && subscribers.is_empty() {
-                self.channels.remove(channel);
-            }
-        }
-        if let Some(channels) = self.memberships.get_mut(&key) {
-            channels.retain(|c| &**c != channel);
-            if channels.is_empty() {
-                self.memberships.remove(&key);
-            }
-        }
-    }
-
-    fn forget(&mut self, key: RecordKey) {
-        for channel in self.memberships.remove(&key).unwrap_or_default() {
-            if let Some(subscribers) = self.channels.get_mut(&channel) {
-                if subscribers.shift_remove(&key).is_some() && subscribers.is_empty() {
-                    self.channels.remove(&channel);
-                }
-            }
-        }
-    }
 }
 
 /// The job queue and the delivery turn.
@@ -235,92 +193,6 @@ impl FanOut {
 
     pub fn pending(&self) -> usize {
         lock(&self.jobs).len()
-    }
-}
-
-/// Pushes data messages into a member's outbox, all or none, counting them.
-fn push_counted(member: &Member, messages: &[Utf8Bytes], stats: &Stats) -> Push {
-    let bytes: usize = messages.iter().map(|text| text.len()).sum();
-    let frames: Vec<Frame> = messages.iter().cloned().map(Frame::text).collect();
-    let pushed = member.outbox.push_all(&frames);
-    match pushed {
-        Push::Queued => stats.record_sent(messages.len() as u64, bytes as u64),
-        Push::OverCap => {
-            stats.record_slow_consumer();
-            warn!(conn_id = &*member.id, "slow consumer disconnected");
-        }
-        Push::Closed => {}
-    }
-    pushed
-}
-
-fn apply(index: &mut DeliveryIndex, job: Job, stats: &Stats) {
-    match job {
-        Job::Broadcast { channel, text } => deliver(index, &[(channel, text)], stats),
-        Job::Send { member, text } => {
-            push_counted(&member, &[text], stats);
-        }
-        Job::Subscribe {
-            channel,
-            member,
-            reply,
-            replay,
-        } => {
-            if let Some(reply) = reply {
-                push_counted(&member, &[reply], stats);
-            }
-            if !replay.is_empty() {
-                let count = replay.len() as u64;
-                let bytes: usize = replay.iter().map(|text| text.len()).sum();
-                if member
-                    .outbox
-                    .push_replay(replay.into_iter().map(Frame::text))
-                    == Push::Queued
-                {
-                    stats.record_sent(count, bytes as u64);
-                }
-            }
-            if member.outbox.closed().is_none() {
-                index.add(channel, member);
-            }
-        }
-        Job::Unsubscribe {
-            channel,
-            member,
-            after,
-        } => {
-            index.remove(&channel, member.key);
-            if let Some(reply) = after {
-                push_counted(&member, &[reply], stats);
-            }
-        }
-        Job::Forget { key } => index.forget(key),
-        Job::Close { member, reason } => {
-            index.forget(member.key);
-            member.outbox.close(reason);
-        }
-    }
-}
-
-/// Pushes a run of broadcasts for one channel into the outbox of every native subscriber
-/// of that channel: one lock and one wake-up per subscriber for the whole run.
-fn deliver(index: &DeliveryIndex, run: &[(Arc<str>, Utf8Bytes)], stats: &Stats) {
-    let Some((channel, _)) = run.first() else {
-        return;
-    };
-    let Some(subscribers) = index.channels.get(channel) else {
-        return;
-    };
-    // Encoded once; every subscriber gets the same bytes.
-    let frames: Vec<Frame> = run
-        .iter()
-        .map(|(_, text)| Frame::text(text.clone()))
-        .collect();
-    for member in subscribers.values() {
-        if member.outbox.push_all(&frames) == Push::OverCap {
-            stats.record_slow_consumer();
-            warn!(conn_id = &*member.id, "slow consumer disconnected");
-        }
     }
 }
 
@@ -479,5 +351,27 @@ mod tests {
             .filter_map(|t| t.parse().ok())
             .collect();
         assert_eq!(received, (0..total).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_broadcast_to_thousands_of_subscribers_reaches_each_once_in_order() {
+        let fanout = FanOut::default();
+        let stats = Stats::default();
+        let outboxes: Vec<Arc<Outbox>> = (0..3 * 1024)
+            .map(|_| Arc::new(Outbox::new(1 << 20)))
+            .collect();
+        for (key, outbox) in outboxes.iter().enumerate() {
+            fanout.submit(subscribe(member(key as u64 + 1, outbox)), &stats);
+        }
+        for text in ["a", "b", "c"] {
+            fanout.submit(broadcast(text), &stats);
+        }
+        fanout.drain(&stats);
+        for outbox in &outboxes {
+            assert_eq!(
+                crate::fanout::outbox::queued_texts_now(outbox),
+                ["a", "b", "c"]
+            );
+        }
     }
 }
