@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use indexmap::IndexSet;
+use indexmap::IndexMap;
 
 use crate::fanout::outbox::Outbox;
 
@@ -61,11 +61,13 @@ pub struct Connection {
     /// Position in iteration order: kept when a record is replaced under the same id, as a
     /// JavaScript `Map.set` on an existing key keeps its position.
     order: u64,
-    pub channels: IndexSet<Arc<str>>,
-    /// The channels the client itself subscribed to through the protocol: what
+    /// The connection's channels in subscription order; `true` for those the client itself
+    /// subscribed to through the protocol.
+    pub channels: IndexMap<Arc<str>, bool>,
+    /// How many of them the client subscribed to itself: what
     /// `maxSubscriptionsPerConnection` limits (the server's own `subscribe()` calls are not
     /// counted against it).
-    pub client_channels: IndexSet<Arc<str>>,
+    pub client_channels: usize,
     /// Answered the last health-check ping (or has not been pinged yet).
     pub alive: bool,
     pub transport: Transport,
@@ -163,8 +165,8 @@ impl Registry {
             id: Arc::clone(&id),
             key,
             order,
-            channels: IndexSet::new(),
-            client_channels: IndexSet::new(),
+            channels: IndexMap::new(),
+            client_channels: 0,
             alive: true,
             transport,
             meta: None,
@@ -183,7 +185,7 @@ impl Registry {
         if native {
             self.native_connections -= 1;
         }
-        for channel in &connection.channels {
+        for channel in connection.channels.keys() {
             self.detach_subscriber(channel, connection.order, native);
         }
         Some(connection)
@@ -212,20 +214,20 @@ impl Registry {
         let Some(connection) = self.connections.get_mut(id) else {
             return SubscribeOutcome::UnknownConnection;
         };
-        if connection.channels.contains(channel) {
+        if connection.channels.contains_key(channel) {
             return SubscribeOutcome::AlreadySubscribed;
         }
-        if limit.is_some_and(|limit| connection.client_channels.len() >= limit) {
+        if limit.is_some_and(|limit| connection.client_channels >= limit) {
             return SubscribeOutcome::LimitReached;
         }
         let channel: Arc<str> = self
             .channels
             .get_key_value(channel)
             .map_or_else(|| Arc::from(channel), |(name, _)| Arc::clone(name));
-        connection.channels.insert(Arc::clone(&channel));
-        if limit.is_some() {
-            connection.client_channels.insert(Arc::clone(&channel));
-        }
+        connection
+            .channels
+            .insert(Arc::clone(&channel), limit.is_some());
+        connection.client_channels += usize::from(limit.is_some());
         let subscriber = Subscriber {
             id: Arc::clone(&connection.id),
             key: connection.key,
@@ -263,10 +265,10 @@ impl Registry {
         let Some(connection) = self.connections.get_mut(id) else {
             return false;
         };
-        connection.client_channels.shift_remove(channel);
-        if !connection.channels.shift_remove(channel) {
+        let Some(by_client) = connection.channels.shift_remove(channel) else {
             return false;
-        }
+        };
+        connection.client_channels -= usize::from(by_client);
         let (order, native) = (connection.order, connection.transport.is_native());
         self.detach_subscriber(channel, order, native);
         true
@@ -309,7 +311,7 @@ impl Registry {
     pub fn channels_of(&self, id: &str) -> Vec<Arc<str>> {
         self.connections
             .get(id)
-            .map(|connection| connection.channels.iter().cloned().collect())
+            .map(|connection| connection.channels.keys().cloned().collect())
             .unwrap_or_default()
     }
 

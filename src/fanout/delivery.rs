@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
+use smallvec::SmallVec;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::warn;
 
@@ -19,7 +20,9 @@ use crate::wire::Frame;
 #[derive(Debug, Default)]
 pub(super) struct DeliveryIndex {
     pub(super) channels: HashMap<Arc<str>, IndexMap<RecordKey, Member>>,
-    pub(super) memberships: HashMap<RecordKey, Vec<Arc<str>>>,
+    /// Each connection's channels, for forgetting it; inline up to one channel, so a
+    /// connection on one channel costs no allocation of its own here.
+    pub(super) memberships: HashMap<RecordKey, SmallVec<[Arc<str>; 1]>>,
 }
 
 impl DeliveryIndex {

@@ -333,7 +333,7 @@ impl Manager {
             .map(|c| ConnectionRow {
                 id: c.id.to_string(),
                 key: c.key,
-                channels: c.channels.iter().map(|ch| ch.to_string()).collect(),
+                channels: c.channels.keys().map(|ch| ch.to_string()).collect(),
                 alive: c.alive,
                 native: c.transport.is_native(),
             })

@@ -9,6 +9,7 @@
 //! Whichever side ends first decides how the other one ends; the registry record goes when
 //! the task does.
 
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::task::Poll;
@@ -116,28 +117,34 @@ impl Peer {
 /// One task, one readiness wait at a time: the socket's (readable, and writable only while
 /// refused bytes wait) or the outbox's news (a refusal, a close). Deliveries to a reader
 /// that keeps up never wake it — they were written by whoever delivered them.
-pub async fn serve(
+///
+/// The connection is registered here, before the returned future first runs: what only
+/// setting up needs (the handshake's leftovers, the manager handle) is not kept in the
+/// future, which lives as long as the connection.
+pub fn serve(
     manager: Arc<Manager>,
     socket: TcpStream,
     leftover: Vec<u8>,
     admission: Admission,
-) {
+) -> impl Future<Output = ()> + Send {
     let peer = Peer::register(&manager, socket, admission);
-    drop(manager);
-    let mut decoder = Decoder::new(peer.manager().options().max_payload_bytes);
-    let end = run(&peer, &mut decoder, leftover).await;
-    // The endings wait on timers; boxed, their state is paid for only while closing.
-    Box::pin(wind_down(&peer, &mut decoder, end)).await;
-}
-
-async fn run(peer: &Peer, decoder: &mut Decoder, leftover: Vec<u8>) -> End {
-    let mut bucket = peer.manager().new_rate_limiter();
+    let mut decoder = Decoder::new(manager.options().max_payload_bytes);
     let mut incoming = Vec::new();
     let fed = decoder.feed(&leftover, &mut incoming);
-    drop(leftover);
-    if let Err(violation) = fed {
-        return violation_end(&peer.id, violation);
+    async move {
+        let end = match fed {
+            Ok(()) => run(&peer, &mut decoder, incoming).await,
+            Err(violation) => violation_end(&peer.id, violation),
+        };
+        // The endings wait on timers; boxed, their state is paid for only while closing.
+        Box::pin(wind_down(&peer, &mut decoder, end)).await;
     }
+}
+
+/// Serves the connection until it is to end; `incoming` holds what arrived with the
+/// handshake.
+async fn run(peer: &Peer, decoder: &mut Decoder, mut incoming: Vec<Incoming>) -> End {
+    let mut bucket = peer.manager().new_rate_limiter();
     loop {
         for message in std::mem::take(&mut incoming) {
             // Boxed: the state of handling a message is paid for only while handling one.
