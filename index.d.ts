@@ -147,6 +147,14 @@ export declare class WebSocketManager {
   /** Counters and gauges; see `ManagerStats`. Works after `shutdown()` too. */
   getStats(): ManagerStats
   /**
+   * Resolves once every broadcast (and send, and subscription change) made before the
+   * call has been handed to its native connections' outboxes: at once when nothing is
+   * waiting, and after `shutdown()`. The backpressure signal for a producer:
+   * `if (m.getStats().pendingBroadcasts > 1000) await m.drained()`. Woken by the fan-out
+   * task itself, never by a timer.
+   */
+  drained(): Promise<void>
+  /**
    * Stops the health check, closes every connection (native ones with 1001, after what
    * was broadcast before) and forgets all records. Returns a promise that resolves once
    * every native connection has closed, every listener has released its port and every
@@ -384,6 +392,18 @@ export interface ManagerOptions {
    */
   maxConnections?: number
   /**
+   * Payload bytes of broadcasts waiting for the native fan-out (`pendingBroadcastBytes`
+   * in `getStats()`). `broadcast()` never waits and never delivers on the caller's
+   * thread: a broadcast that would take the queue past this bound is not
+   * delivered to native subscribers (drop-newest), counted in
+   * `getStats().droppedBroadcasts` and logged (a warning at most once a second);
+   * JavaScript sockets still get it, and with `historySize` it is kept for resuming
+   * clients. Pace a producer on `pendingBroadcasts` / `drained()` to stay under it.
+   * Direct sends and subscription changes are never refused and not counted.
+   * @default 67108864
+   */
+  maxPendingBroadcastBytes?: number
+  /**
    * Messages per second a client may send (bursts of twice as many). Over it, the first
    * refused message is answered with `RATE_LIMITED`; a client that keeps flooding through
    * a whole burst of refusals is closed with 1008. `0` disables the limit.
@@ -460,8 +480,23 @@ export interface ManagerStats {
    * the outboxes, so reading it costs no pass over the connections.
    */
   maxQueuedBytes: number
-  /** Broadcasts waiting for the fan-out task. */
+  /**
+   * Jobs waiting for the native fan-out task: broadcasts, and the sends and
+   * subscription changes ordered with them. A producer paces itself on it (see
+   * `drained()`).
+   */
   pendingBroadcasts: number
+  /**
+   * Payload bytes of the broadcasts waiting for the native fan-out task; at
+   * `maxPendingBroadcastBytes` a broadcast is not delivered to native subscribers.
+   */
+  pendingBroadcastBytes: number
+  /**
+   * Broadcasts not delivered to native subscribers because the fan-out queue was at
+   * `maxPendingBroadcastBytes` (drop-newest). JavaScript sockets got them, and with
+   * `historySize` they stay resumable.
+   */
+  droppedBroadcasts: number
   /**
    * With `cluster`: whether the manager is connected to Redis and subscribed (while it
    * is not, broadcasts reach this process only). Absent without `cluster`.

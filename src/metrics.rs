@@ -117,6 +117,13 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
     .sample(gauges.max_queued_bytes as u64);
     Family::new(
         &mut out,
+        "cluso_ws_pending_broadcast_bytes",
+        gauge,
+        "Payload bytes of broadcasts waiting for the native fan-out (bounded by maxPendingBroadcastBytes).",
+    )
+    .sample(gauges.pending_broadcast_bytes as u64);
+    Family::new(
+        &mut out,
         "cluso_ws_messages_sent_total",
         counter,
         "Messages handed to sockets: one per subscriber per broadcast, plus sends and replies.",
@@ -136,6 +143,13 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "broadcast() calls.",
     )
     .sample(stats.broadcasts);
+    Family::new(
+        &mut out,
+        "cluso_ws_broadcasts_dropped_total",
+        counter,
+        "Broadcasts not delivered to native subscribers: the fan-out queue was at maxPendingBroadcastBytes.",
+    )
+    .sample(stats.dropped_broadcasts);
     Family::new(
         &mut out,
         "cluso_ws_slow_consumer_disconnects_total",
@@ -230,6 +244,7 @@ mod tests {
             slow_consumer_disconnects: 4,
             rejected_handshakes: 3,
             dead_peers_removed: 5,
+            dropped_broadcasts: 6,
             ..StatsSnapshot::default()
         };
         stats.rejected_by_code[refusal::ALL
@@ -251,7 +266,8 @@ mod tests {
                     subscriptions: 3,
                 },
                 max_queued_bytes: 94,
-                pending_broadcasts: 0,
+                pending_broadcasts: 2,
+                pending_broadcast_bytes: 412,
             },
             stats,
             cluster: None,
@@ -272,6 +288,9 @@ cluso_ws_subscriptions 3
 # HELP cluso_ws_queued_bytes_max Bytes queued by the fullest native connection, rounded up by at most 1/8.
 # TYPE cluso_ws_queued_bytes_max gauge
 cluso_ws_queued_bytes_max 94
+# HELP cluso_ws_pending_broadcast_bytes Payload bytes of broadcasts waiting for the native fan-out (bounded by maxPendingBroadcastBytes).
+# TYPE cluso_ws_pending_broadcast_bytes gauge
+cluso_ws_pending_broadcast_bytes 412
 # HELP cluso_ws_messages_sent_total Messages handed to sockets: one per subscriber per broadcast, plus sends and replies.
 # TYPE cluso_ws_messages_sent_total counter
 cluso_ws_messages_sent_total 3
@@ -281,6 +300,9 @@ cluso_ws_sent_bytes_total 282
 # HELP cluso_ws_broadcasts_total broadcast() calls.
 # TYPE cluso_ws_broadcasts_total counter
 cluso_ws_broadcasts_total 1
+# HELP cluso_ws_broadcasts_dropped_total Broadcasts not delivered to native subscribers: the fan-out queue was at maxPendingBroadcastBytes.
+# TYPE cluso_ws_broadcasts_dropped_total counter
+cluso_ws_broadcasts_dropped_total 6
 # HELP cluso_ws_slow_consumer_disconnects_total Subscribers disconnected (close code 4008) for crossing maxBufferedBytesPerConnection.
 # TYPE cluso_ws_slow_consumer_disconnects_total counter
 cluso_ws_slow_consumer_disconnects_total 4
@@ -324,22 +346,23 @@ cluso_ws_requests_total{result=\"no_handler\"} 0
                 counts: RegistryCounts::default(),
                 max_queued_bytes: 0,
                 pending_broadcasts: 0,
+                pending_broadcast_bytes: 0,
             },
             stats: StatsSnapshot::default(),
             cluster: None,
         });
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        // 2 transports + 3 gauges + 4 counters + refusal codes + dead peers + results.
+        // 2 transports + 4 gauges + 5 counters + refusal codes + dead peers + results.
         assert_eq!(
             samples.len(),
-            2 + 3 + 4 + refusal::ALL.len() + 1 + RequestResult::ALL.len()
+            2 + 4 + 5 + refusal::ALL.len() + 1 + RequestResult::ALL.len()
         );
         assert!(samples.iter().all(|l| l.ends_with(" 0")));
         let families: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .collect();
-        assert_eq!(families.len(), 11);
+        assert_eq!(families.len(), 13);
         for family in families {
             let (name, kind) = family.split_once(' ').unwrap_or_default();
             assert_eq!(name.ends_with("_total"), kind == "counter", "{name}");

@@ -56,6 +56,14 @@ pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(300);
 /// whatever the traffic (a few thousand typical events).
 pub const DEFAULT_HISTORY_MAX_BYTES: usize = 1024 * 1024;
 
+/// Payload bytes of broadcasts waiting on the ordered path to native connections
+/// (`maxPendingBroadcastBytes`). It bounds the memory of a producer that ignores the
+/// backpressure signal: past it a broadcast is not queued for native subscribers, and is
+/// counted in `droppedBroadcasts`. 64 MiB holds some 300 000 typical 200-byte events or a
+/// burst of large ones — far more than a paced producer ever queues — while keeping a
+/// runaway loop from growing the heap without bound.
+pub const DEFAULT_MAX_PENDING_BROADCAST_BYTES: usize = 64 * 1024 * 1024;
+
 /// Longest channel name a client may use, in UTF-8 bytes.
 pub const MAX_CHANNEL_NAME_BYTES: usize = 128;
 
@@ -68,6 +76,9 @@ pub struct Options {
     pub max_subscriptions_per_connection: usize,
     pub max_buffered_bytes_per_connection: usize,
     pub max_connections: usize,
+    /// Payload bytes of broadcasts the ordered path may hold; see
+    /// [`DEFAULT_MAX_PENDING_BROADCAST_BYTES`].
+    pub max_pending_broadcast_bytes: usize,
     /// `0` disables rate limiting.
     pub max_messages_per_second: u32,
     /// How long `authenticate` / `authorizeSubscribe` may take before the request is refused.
@@ -113,6 +124,7 @@ impl Default for Options {
             max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
             max_buffered_bytes_per_connection: DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_pending_broadcast_bytes: DEFAULT_MAX_PENDING_BROADCAST_BYTES,
             max_messages_per_second: DEFAULT_MAX_MESSAGES_PER_SECOND,
             decision_timeout: crate::gate::DEFAULT_DECISION_TIMEOUT,
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),

@@ -17,6 +17,7 @@ pub struct Stats {
     /// Refusals by code, in the order of [`refusal::ALL`].
     rejected_by_code: [AtomicU64; refusal::ALL.len()],
     dead_peers_removed: AtomicU64,
+    dropped_broadcasts: AtomicU64,
     requests: [AtomicU64; RequestResult::ALL.len()],
 }
 
@@ -62,6 +63,9 @@ pub struct StatsSnapshot {
     /// Refusals by code, in the order of [`refusal::ALL`](crate::handshake::code::ALL).
     pub rejected_by_code: [u64; refusal::ALL.len()],
     pub dead_peers_removed: u64,
+    /// Broadcasts not queued for native subscribers because the fan-out queue was at
+    /// `maxPendingBroadcastBytes`.
+    pub dropped_broadcasts: u64,
     /// Handler calls by result, in the order of [`RequestResult::ALL`].
     pub requests: [u64; RequestResult::ALL.len()],
 }
@@ -99,6 +103,10 @@ impl Stats {
         self.dead_peers_removed.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_dropped_broadcast(&self) {
+        self.dropped_broadcasts.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_request(&self, result: RequestResult) {
         self.requests[result as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -115,6 +123,7 @@ impl Stats {
                 self.rejected_by_code[i].load(Ordering::Relaxed)
             }),
             dead_peers_removed: self.dead_peers_removed.load(Ordering::Relaxed),
+            dropped_broadcasts: self.dropped_broadcasts.load(Ordering::Relaxed),
             requests: std::array::from_fn(|i| self.requests[i].load(Ordering::Relaxed)),
         }
     }

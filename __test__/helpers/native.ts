@@ -50,6 +50,7 @@ export interface NativeOptions {
   maxBufferedBytesPerConnection?: number
   maxPayloadBytes?: number
   maxSubscriptionsPerConnection?: number
+  maxPendingBroadcastBytes?: number
   allowedOrigins?: string[]
   allowedHosts?: string[]
   token?: boolean | string
@@ -134,6 +135,50 @@ export async function serveNative(
 }
 
 // ------------------------------------------------------------------ clients
+
+/**
+ * `n` `ws` clients of `url`, each through the welcome and subscribed to `channel` (the ack
+ * checked), connected 100 at a time; `onEvent(k, text)` gets every later message of client
+ * `k`. A wrong ack lands in `problems`. `cleanUp()` terminates them.
+ */
+export async function subscribedClients(
+  url: string,
+  n: number,
+  channel: string,
+  onEvent: (k: number, text: string) => void,
+): Promise<{ problems: string[] }> {
+  const problems: string[] = []
+  const sockets: WebSocket[] = []
+  onCleanUp(() => {
+    for (const s of sockets) s.terminate()
+  })
+  const ack = `{"type":"response","data":{"status":"subscribed","channel":${JSON.stringify(channel)}}}`
+  const connectOne = (k: number) =>
+    new Promise<void>((resolve, reject) => {
+      const ws = new WebSocket(url)
+      sockets.push(ws)
+      let stage = 0
+      ws.on('message', (data) => {
+        const text = String(data)
+        if (stage === 0) {
+          stage = 1
+          ws.send(JSON.stringify({ type: 'subscribe', channel }))
+        } else if (stage === 1) {
+          stage = 2
+          if (text !== ack) problems.push(`client ${k}: ack ${text}`)
+          resolve()
+        } else {
+          onEvent(k, text)
+        }
+      })
+      ws.once('error', reject)
+    })
+  const BATCH = 100
+  for (let start = 0; start < n; start += BATCH) {
+    await Promise.all(Array.from({ length: Math.min(BATCH, n - start) }, (_, k) => connectOne(start + k)))
+  }
+  return { problems }
+}
 
 export type ClientKind = 'ws' | 'undici'
 

@@ -72,8 +72,17 @@ pub struct ManagerStats {
     /// itself on it: keep it well under `maxBufferedBytesPerConnection`. Kept up to date by
     /// the outboxes, so reading it costs no pass over the connections.
     pub max_queued_bytes: f64,
-    /// Broadcasts waiting for the fan-out task.
+    /// Jobs waiting for the native fan-out task: broadcasts, and the sends and
+    /// subscription changes ordered with them. A producer paces itself on it (see
+    /// `drained()`).
     pub pending_broadcasts: f64,
+    /// Payload bytes of the broadcasts waiting for the native fan-out task; at
+    /// `maxPendingBroadcastBytes` a broadcast is not delivered to native subscribers.
+    pub pending_broadcast_bytes: f64,
+    /// Broadcasts not delivered to native subscribers because the fan-out queue was at
+    /// `maxPendingBroadcastBytes` (drop-newest). JavaScript sockets got them, and with
+    /// `historySize` they stay resumable.
+    pub dropped_broadcasts: f64,
     /// With `cluster`: whether the manager is connected to Redis and subscribed (while it
     /// is not, broadcasts reach this process only). Absent without `cluster`.
     pub cluster_up: Option<bool>,
@@ -275,23 +284,33 @@ impl WebSocketManager {
             .sockets
             .fanout()
             .envelope(js, channel.raw(), data.raw(), timestamp)?;
-        let (text, bytes) = if core.history_enabled() {
+        let (text, bytes, queued) = if core.history_enabled() {
             // Numbered and kept in the core; the JavaScript sockets get the same text.
             let envelope = js.string(text).unwrap_or_default();
-            let sequenced = core.publish_sequenced(&name, envelope);
+            let (sequenced, queued) = core.publish_sequenced(&name, envelope);
             let text = if targets.js > 0 {
                 js.create_string(&sequenced)?
             } else {
                 text
             };
-            (text, sequenced.len() as u64)
+            (text, sequenced.len() as u64, queued)
         } else {
             let bytes = js.utf8_len(text) as u64;
-            if targets.native > 0 {
+            let queued = targets.native == 0 || {
                 let owned = js.string(text).unwrap_or_default();
-                core.publish(&name, Utf8Bytes::from(owned));
+                core.publish(&name, Utf8Bytes::from(owned))
+            };
+            (text, bytes, queued)
+        };
+        // Refused by a full fan-out queue (counted in `droppedBroadcasts`): the native
+        // subscribers do not get it and are not counted as sent to.
+        let targets = if queued {
+            targets
+        } else {
+            crate::manager::BroadcastTargets {
+                native: 0,
+                ..targets
             }
-            (text, bytes)
         };
         let fanned = if targets.js > 0 {
             // The index is keyed by the registry's name for the channel (a JavaScript
@@ -475,11 +494,34 @@ impl WebSocketManager {
             dead_peers_removed: stats.dead_peers_removed as f64,
             max_queued_bytes: gauges.max_queued_bytes as f64,
             pending_broadcasts: gauges.pending_broadcasts as f64,
+            pending_broadcast_bytes: gauges.pending_broadcast_bytes as f64,
+            dropped_broadcasts: stats.dropped_broadcasts as f64,
             cluster_up: cluster.map(|c| c.up),
             cluster_dropped: cluster.map(|c| c.dropped as f64),
             cluster_queued: cluster.map(|c| c.queued as f64),
             cluster_local_only: cluster.map(|c| c.local as f64),
         }
+    }
+
+    /// Resolves once every broadcast (and send, and subscription change) made before the
+    /// call has been handed to its native connections' outboxes: at once when nothing is
+    /// waiting, and after `shutdown()`. The backpressure signal for a producer:
+    /// `if (m.getStats().pendingBroadcasts > 1000) await m.drained()`. Woken by the fan-out
+    /// task itself, never by a timer.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn drained<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        let core = &self.shared.core;
+        if core.fanout_idle() {
+            let done = napi::bindgen_prelude::PromiseRaw::resolve(env, ())?;
+            return Ok(Js::new(env).object(done.raw()));
+        }
+        let (deferred, promise) = env.create_deferred::<(), _>()?;
+        let core = Arc::clone(core);
+        crate::runtime::handle().spawn(async move {
+            core.drained().await;
+            deferred.resolve(|_| Ok(()));
+        });
+        Ok(promise)
     }
 
     /// Stops the health check, closes every connection (native ones with 1001, after what

@@ -14,8 +14,8 @@ use crate::options::{
     HistoryOptions, Options, DEFAULT_HISTORY_MAX_BYTES, DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL,
     DEFAULT_MAX_BUFFERED_BYTES_PER_CONNECTION, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MESSAGES_PER_SECOND, DEFAULT_MAX_PAYLOAD_BYTES,
-    DEFAULT_MAX_PENDING_REQUESTS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
-    DEFAULT_PING_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_MAX_PENDING_BROADCAST_BYTES, DEFAULT_MAX_PENDING_REQUESTS_PER_CONNECTION,
+    DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION, DEFAULT_PING_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
 };
 
 /// Options of `new WebSocketManager(wss, options)`. Every limit has a default; see the
@@ -85,6 +85,16 @@ pub struct ManagerOptions {
     /// refused with 503.
     /// @default 10000
     pub max_connections: Option<f64>,
+    /// Payload bytes of broadcasts waiting for the native fan-out (`pendingBroadcastBytes`
+    /// in `getStats()`). `broadcast()` never waits and never delivers on the caller's
+    /// thread: a broadcast that would take the queue past this bound is not
+    /// delivered to native subscribers (drop-newest), counted in
+    /// `getStats().droppedBroadcasts` and logged (a warning at most once a second);
+    /// JavaScript sockets still get it, and with `historySize` it is kept for resuming
+    /// clients. Pace a producer on `pendingBroadcasts` / `drained()` to stay under it.
+    /// Direct sends and subscription changes are never refused and not counted.
+    /// @default 67108864
+    pub max_pending_broadcast_bytes: Option<f64>,
     /// Messages per second a client may send (bursts of twice as many). Over it, the first
     /// refused message is answered with `RATE_LIMITED`; a client that keeps flooding through
     /// a whole burst of refusals is closed with 1008. `0` disables the limit.
@@ -225,6 +235,12 @@ impl ManagerOptions {
                 "maxConnections",
                 self.max_connections,
                 DEFAULT_MAX_CONNECTIONS,
+                1,
+            )?,
+            max_pending_broadcast_bytes: whole(
+                "maxPendingBroadcastBytes",
+                self.max_pending_broadcast_bytes,
+                DEFAULT_MAX_PENDING_BROADCAST_BYTES,
                 1,
             )?,
             max_messages_per_second: u32::try_from(whole(

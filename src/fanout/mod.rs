@@ -9,4 +9,4 @@ pub mod gauge;
 pub mod outbox;
 pub mod queue;
 
-pub use queue::{FanOut, Job, Member};
+pub use queue::{FanOut, Job, Member, Submitted};

@@ -13,32 +13,40 @@
 //! nobody has to flush anything. The registry stays the truth for the API
 //! (`getSubscribers()` sees a change at once); this index is the truth for delivery.
 //!
-//! The queue is bounded. When a producer outruns the task and finds [`MAX_PENDING_JOBS`]
-//! waiting, it applies the oldest job itself — one job, never more, so a `broadcast()` on
-//! Node's thread costs at most one delivery — and queues its own. If the task is delivering
-//! at that moment, the producer does not wait for it: the queue may grow to
-//! [`HARD_MAX_PENDING_JOBS`], and only there does a producer wait its turn. So the broadcast
-//! never waits on a socket, never drops a message, and memory stays bounded; a producer
-//! paces itself on `pendingBroadcasts` (see the README).
+//! Producers never deliver and never wait. `submit` takes the queue's lock for one push
+//! and returns, so a call on Node's thread costs the same however many subscribers a
+//! channel has and however long the queue is. Only the runtime's fan-out task (and
+//! shutdown, and tests, through [`FanOut::drain`]) applies jobs.
+//!
+//! What bounds the queue is the payload of the broadcasts in it (`maxPendingBroadcastBytes`).
+//! A broadcast that would take it past the bound is refused — drop-newest, counted: it is
+//! not queued, [`Stats`] counts it in `droppedBroadcasts`, and a warning (with the number of
+//! refusals since the previous one) is logged at most once a second. Every other job —
+//! sends, subscription changes, forgets, closes — always queues and is not counted: losing
+//! one would break a connection's order or leak an index entry, and they are bounded by the
+//! connections (a client's replies by its rate limit) — except the application's own
+//! `send()` calls, which it paces as it paces broadcasts. A producer paces itself on
+//! `pendingBroadcasts` / `pendingBroadcastBytes` and [`FanOut::drained`] (see the README,
+//! "Pacing a producer").
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::warn;
 
 use super::delivery::{apply, deliver, DeliveryIndex};
 use super::outbox::{CloseReason, Outbox};
+use crate::options::DEFAULT_MAX_PENDING_BROADCAST_BYTES;
 use crate::registry::RecordKey;
 use crate::stats::Stats;
 
-/// Jobs waiting for the fan-out task. At 200 bytes a broadcast, a full queue is under
-/// 1 MiB of distinct payloads plus their bookkeeping; beyond it producers help deliver.
-pub const MAX_PENDING_JOBS: usize = 4096;
-
-/// Where a producer that found the queue full and the task busy waits for its turn.
-pub const HARD_MAX_PENDING_JOBS: usize = 2 * MAX_PENDING_JOBS;
+/// Least time between two warnings about refused broadcasts: a producer refused in a
+/// tight loop logs one line a second, with the count since the previous line.
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Broadcasts for the same channel delivered together: enough to amortise a subscriber's
 /// lock and wake-up, few enough that one run does not hold the delivery turn for long.
@@ -83,14 +91,80 @@ pub enum Job {
     Close { member: Member, reason: CloseReason },
 }
 
-/// The job queue and the delivery turn.
+/// Whether [`FanOut::submit`] queued a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    Queued,
+    /// A broadcast refused: it would have taken the queued broadcast payload past the
+    /// bound. Counted in `droppedBroadcasts`.
+    Dropped,
+}
+
+/// The jobs waiting, and what is known about them without a pass over them.
 #[derive(Debug, Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Payload bytes of the broadcasts in `jobs`: what the bound applies to.
+    broadcast_bytes: usize,
+    /// A run taken off `jobs` is being applied. Set when the run is taken, cleared when
+    /// the applier comes back for the next one: [`FanOut::drain`] always does, under the
+    /// turn, before it returns.
+    applying: bool,
+    /// How many times an applier found nothing waiting and nothing being applied: every
+    /// job queued before such a moment has reached its outboxes. [`FanOut::drained`] waits
+    /// for it to move.
+    idle_epoch: u64,
+    drops: DropLog,
+}
+
+impl Queue {
+    fn is_idle(&self) -> bool {
+        self.jobs.is_empty() && !self.applying
+    }
+}
+
+/// Refused broadcasts not yet reported in a warning.
+#[derive(Debug, Default)]
+struct DropLog {
+    last_warning: Option<Instant>,
+    unreported: u64,
+}
+
+impl DropLog {
+    /// Notes one refusal at `now`; returns the count to report when a warning is due (at
+    /// most once per [`DROP_WARNING_INTERVAL`]).
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.unreported += 1;
+        let due = self
+            .last_warning
+            .is_none_or(|at| now.saturating_duration_since(at) >= DROP_WARNING_INTERVAL);
+        if !due {
+            return None;
+        }
+        self.last_warning = Some(now);
+        Some(std::mem::take(&mut self.unreported))
+    }
+}
+
+/// The job queue and the delivery turn.
+#[derive(Debug)]
 pub struct FanOut {
-    jobs: Mutex<VecDeque<Job>>,
+    queue: Mutex<Queue>,
     /// Held while taking jobs off the queue and applying them, so they take effect in
     /// queue order whoever applies them. It guards the delivery index.
     turn: Mutex<DeliveryIndex>,
+    /// Payload bytes of queued broadcasts at most (`maxPendingBroadcastBytes`).
+    max_broadcast_bytes: usize,
+    /// Told when a job is queued: the fan-out task waits on it.
     wake: Notify,
+    /// Told when an applier found the queue idle ([`Queue::idle_epoch`] moved).
+    idle: Notify,
+}
+
+impl Default for FanOut {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_PENDING_BROADCAST_BYTES)
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,54 +174,79 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// What a broadcast job counts against the bound: its payload.
+fn broadcast_bytes(job: &Job) -> usize {
+    match job {
+        Job::Broadcast { text, .. } => text.len(),
+        _ => 0,
+    }
+}
+
 impl FanOut {
-    /// Queues a job. When the queue is full, first applies the oldest job on this thread —
-    /// one, unless the task holds the turn — so a producer never does more than one job's
-    /// delivery per call until the queue reaches its hard bound.
-    pub fn submit(&self, job: Job, stats: &Stats) {
-        {
-            let mut jobs = lock(&self.jobs);
-            if jobs.len() < MAX_PENDING_JOBS {
-                jobs.push_back(job);
-                drop(jobs);
-                self.wake.notify_one();
-                return;
-            }
+    /// A queue that holds at most `max_broadcast_bytes` of broadcast payload.
+    pub fn new(max_broadcast_bytes: usize) -> Self {
+        Self {
+            queue: Mutex::default(),
+            turn: Mutex::default(),
+            max_broadcast_bytes,
+            wake: Notify::new(),
+            idle: Notify::new(),
         }
-        let mut index = match self.turn.try_lock() {
-            Ok(index) => index,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                let mut jobs = lock(&self.jobs);
-                if jobs.len() < HARD_MAX_PENDING_JOBS {
-                    jobs.push_back(job);
-                    drop(jobs);
-                    self.wake.notify_one();
-                    return;
+    }
+
+    /// Queues a job and returns: it never applies one and never waits for the task (the
+    /// queue's lock is held for a push or for taking a run off, never while delivering).
+    /// A broadcast that would take the queued broadcast payload past the bound is refused
+    /// (drop-newest), counted in `stats` and reported in a warning at most once a second;
+    /// every other job always queues.
+    pub fn submit(&self, job: Job, stats: &Stats) -> Submitted {
+        let mut queue = lock(&self.queue);
+        if let Job::Broadcast { .. } = job {
+            let bytes = queue.broadcast_bytes.saturating_add(broadcast_bytes(&job));
+            if bytes > self.max_broadcast_bytes {
+                let report = queue.drops.note(Instant::now());
+                drop(queue);
+                stats.record_dropped_broadcast();
+                if let Some(dropped) = report {
+                    warn!(
+                        dropped,
+                        max_pending_broadcast_bytes = self.max_broadcast_bytes,
+                        "fan-out queue full: broadcasts not delivered to native subscribers \
+                         (drop-newest; pace the producer on pendingBroadcasts or drained())"
+                    );
                 }
-                drop(jobs);
-                lock(&self.turn)
+                return Submitted::Dropped;
             }
-        };
-        self.apply_next(&mut index, stats, 1);
-        lock(&self.jobs).push_back(job);
-        drop(index);
+            queue.broadcast_bytes = bytes;
+        }
+        queue.jobs.push_back(job);
+        drop(queue);
         self.wake.notify_one();
+        Submitted::Queued
     }
 
     /// Takes the next job — or the run of consecutive broadcasts for one channel at the
     /// head of the queue, at most `max_run` and [`MAX_PUSHES_PER_RUN`] pushes — and applies
-    /// it; returns how many jobs.
+    /// it; returns how many jobs. Called under the turn only.
     fn apply_next(&self, index: &mut DeliveryIndex, stats: &Stats, max_run: usize) -> usize {
         let run: Vec<Job> = {
-            let mut jobs = lock(&self.jobs);
-            let length = match jobs.front() {
-                None => return 0,
+            let mut queue = lock(&self.queue);
+            // The previous run of this applier, if any, has been applied.
+            queue.applying = false;
+            let length = match queue.jobs.front() {
+                None => {
+                    queue.idle_epoch += 1;
+                    drop(queue);
+                    self.idle.notify_waiters();
+                    return 0;
+                }
                 Some(Job::Broadcast { channel, .. }) => {
                     let channel = Arc::clone(channel);
                     let subscribers = index.channels.get(&channel).map_or(0, IndexMap::len);
                     let max_run = max_run.min(MAX_PUSHES_PER_RUN / subscribers.max(1)).max(1);
-                    jobs.iter()
+                    queue
+                        .jobs
+                        .iter()
                         .take(max_run)
                         .take_while(
                             |job| matches!(job, Job::Broadcast { channel: c, .. } if *c == channel),
@@ -156,7 +255,11 @@ impl FanOut {
                 }
                 Some(_) => 1,
             };
-            jobs.drain(..length).collect()
+            let run: Vec<Job> = queue.jobs.drain(..length).collect();
+            let bytes: usize = run.iter().map(broadcast_bytes).sum();
+            queue.broadcast_bytes = queue.broadcast_bytes.saturating_sub(bytes);
+            queue.applying = true;
+            run
         };
         let count = run.len();
         let mut broadcasts = Vec::new();
@@ -185,193 +288,50 @@ impl FanOut {
     /// Waits until a job may be waiting.
     pub async fn wait(&self) {
         let notified = self.wake.notified();
-        if !lock(&self.jobs).is_empty() {
+        if !lock(&self.queue).jobs.is_empty() {
             return;
         }
         notified.await;
     }
 
+    /// Whether no job is waiting or being applied.
+    pub fn is_idle(&self) -> bool {
+        lock(&self.queue).is_idle()
+    }
+
+    /// Resolves once every job queued before the call has been applied (at once when
+    /// none is waiting or being applied). Woken by the applier that finds the queue empty,
+    /// never by polling.
+    pub async fn drained(&self) {
+        let target = {
+            let queue = lock(&self.queue);
+            if queue.is_idle() {
+                return;
+            }
+            queue.idle_epoch + 1
+        };
+        loop {
+            // Registered before the check: a `notify_waiters` after it wakes this one.
+            let notified = self.idle.notified();
+            if lock(&self.queue).idle_epoch >= target {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Jobs waiting (`pendingBroadcasts`) and the payload bytes of the broadcasts among
+    /// them (`pendingBroadcastBytes`).
+    pub fn backlog(&self) -> (usize, usize) {
+        let queue = lock(&self.queue);
+        (queue.jobs.len(), queue.broadcast_bytes)
+    }
+
     pub fn pending(&self) -> usize {
-        lock(&self.jobs).len()
+        self.backlog().0
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::manager::CLOSE_NORMAL;
-
-    fn member(key: u64, outbox: &Arc<Outbox>) -> Member {
-        Member {
-            key: RecordKey::for_tests(key),
-            id: Arc::from(format!("n{key}")),
-            outbox: Arc::clone(outbox),
-        }
-    }
-
-    fn broadcast(text: &str) -> Job {
-        Job::Broadcast {
-            channel: Arc::from("files"),
-            text: Utf8Bytes::from(text.to_owned()),
-        }
-    }
-
-    fn subscribe(member: Member) -> Job {
-        Job::Subscribe {
-            channel: Arc::from("files"),
-            member,
-            reply: None,
-            replay: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn submitted_jobs_wait_for_the_task() {
-        let outbox = Arc::new(Outbox::new(1 << 20));
-        let fanout = FanOut::default();
-        let stats = Stats::default();
-        fanout.submit(subscribe(member(1, &outbox)), &stats);
-        fanout.submit(broadcast("a"), &stats);
-        assert_eq!(fanout.pending(), 2);
-        assert_eq!(outbox.queued_bytes(), 0);
-        assert_eq!(fanout.drain(&stats), 2);
-        assert_eq!(crate::fanout::outbox::queued_texts_now(&outbox), ["a"]);
-    }
-
-    #[test]
-    fn a_subscription_takes_effect_between_earlier_and_later_broadcasts() {
-        let outbox = Arc::new(Outbox::new(1 << 20));
-        let fanout = FanOut::default();
-        let stats = Stats::default();
-        fanout.submit(broadcast("before"), &stats);
-        fanout.submit(subscribe(member(1, &outbox)), &stats);
-        fanout.submit(broadcast("after"), &stats);
-        fanout.submit(
-            Job::Unsubscribe {
-                channel: Arc::from("files"),
-                member: member(1, &outbox),
-                after: Some(Utf8Bytes::from_static("bye")),
-            },
-            &stats,
-        );
-        fanout.submit(broadcast("gone"), &stats);
-        fanout.drain(&stats);
-        assert_eq!(
-            crate::fanout::outbox::queued_texts_now(&outbox),
-            ["after", "bye"]
-        );
-    }
-
-    #[test]
-    fn a_send_and_a_close_follow_earlier_broadcasts() {
-        let outbox = Arc::new(Outbox::new(1 << 20));
-        let fanout = FanOut::default();
-        let stats = Stats::default();
-        fanout.submit(subscribe(member(1, &outbox)), &stats);
-        fanout.submit(broadcast("event"), &stats);
-        fanout.submit(
-            Job::Send {
-                member: member(1, &outbox),
-                text: Utf8Bytes::from_static("direct"),
-            },
-            &stats,
-        );
-        fanout.submit(
-            Job::Close {
-                member: member(1, &outbox),
-                reason: CloseReason::Server { code: CLOSE_NORMAL },
-            },
-            &stats,
-        );
-        fanout.submit(broadcast("late"), &stats);
-        fanout.drain(&stats);
-        assert_eq!(
-            outbox.closed(),
-            Some(CloseReason::Server { code: CLOSE_NORMAL })
-        );
-        assert_eq!(
-            crate::fanout::outbox::queued_texts_now(&outbox),
-            ["event", "direct"]
-        );
-        assert_eq!(stats.snapshot().messages_sent, 1);
-    }
-
-    #[test]
-    fn a_forgotten_connection_leaves_every_channel() {
-        let outbox = Arc::new(Outbox::new(1 << 20));
-        let fanout = FanOut::default();
-        let stats = Stats::default();
-        fanout.submit(subscribe(member(7, &outbox)), &stats);
-        fanout.submit(
-            Job::Forget {
-                key: RecordKey::for_tests(7),
-            },
-            &stats,
-        );
-        fanout.drain(&stats);
-        assert!(lock(&fanout.turn).channels.is_empty());
-        assert!(lock(&fanout.turn).memberships.is_empty());
-    }
-
-    #[test]
-    fn a_producer_that_finds_the_queue_full_delivers_one_job_and_never_waits_for_the_task() {
-        let outbox = Arc::new(Outbox::new(1 << 30));
-        let fanout = FanOut::default();
-        let stats = Stats::default();
-        fanout.submit(subscribe(member(1, &outbox)), &stats);
-        fanout.drain(&stats);
-        for n in 0..MAX_PENDING_JOBS {
-            fanout.submit(broadcast(&n.to_string()), &stats);
-        }
-        fanout.submit(broadcast("one more"), &stats);
-        assert_eq!(fanout.pending(), MAX_PENDING_JOBS);
-        assert_eq!(crate::fanout::outbox::queued_texts_now(&outbox), ["0"]);
-        // While the task holds the turn, a producer queues beyond the soft bound instead
-        // of waiting, up to the hard one.
-        let held = lock(&fanout.turn);
-        fanout.submit(broadcast("while busy"), &stats);
-        assert_eq!(fanout.pending(), MAX_PENDING_JOBS + 1);
-        drop(held);
-    }
-
-    #[test]
-    fn a_full_queue_makes_the_producer_deliver_in_order_without_loss() {
-        let outbox = Arc::new(Outbox::new(1 << 30));
-        let fanout = FanOut::default();
-        let stats = Stats::default();
-        fanout.submit(subscribe(member(1, &outbox)), &stats);
-        let total = MAX_PENDING_JOBS * 3;
-        for index in 0..total {
-            fanout.submit(broadcast(&index.to_string()), &stats);
-            assert!(fanout.pending() <= HARD_MAX_PENDING_JOBS);
-        }
-        fanout.drain(&stats);
-        let received: Vec<usize> = crate::fanout::outbox::queued_texts_now(&outbox)
-            .iter()
-            .filter_map(|t| t.parse().ok())
-            .collect();
-        assert_eq!(received, (0..total).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn a_broadcast_to_thousands_of_subscribers_reaches_each_once_in_order() {
-        let fanout = FanOut::default();
-        let stats = Stats::default();
-        let outboxes: Vec<Arc<Outbox>> = (0..3 * 1024)
-            .map(|_| Arc::new(Outbox::new(1 << 20)))
-            .collect();
-        for (key, outbox) in outboxes.iter().enumerate() {
-            fanout.submit(subscribe(member(key as u64 + 1, outbox)), &stats);
-        }
-        for text in ["a", "b", "c"] {
-            fanout.submit(broadcast(text), &stats);
-        }
-        fanout.drain(&stats);
-        for outbox in &outboxes {
-            assert_eq!(
-                crate::fanout::outbox::queued_texts_now(outbox),
-                ["a", "b", "c"]
-            );
-        }
-    }
-}
+#[path = "queue_tests.rs"]
+mod tests;

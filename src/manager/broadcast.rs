@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{debug, warn};
 
 use super::{Change, Manager};
-use crate::fanout::{Job, Member};
+use crate::fanout::{Job, Member, Submitted};
 use crate::registry::{RecordKey, SubscribeOutcome, Transport};
 
 /// How many subscribers of each transport one broadcast reaches.
@@ -40,12 +40,13 @@ impl Manager {
     }
 
     /// Hands one serialised event to the native subscribers of `channel`, after every
-    /// earlier job on the ordered path.
-    pub fn publish(&self, channel: &str, text: Utf8Bytes) {
+    /// earlier job on the ordered path. Returns `false` when the fan-out queue refused it
+    /// (full: `maxPendingBroadcastBytes`), counted in `droppedBroadcasts`.
+    pub fn publish(&self, channel: &str, text: Utf8Bytes) -> bool {
         self.submit(Job::Broadcast {
             channel: Arc::from(channel),
             text,
-        });
+        }) == Submitted::Queued
     }
 
     /// Whether events are numbered and kept (`historySize` > 0).
@@ -55,16 +56,23 @@ impl Manager {
 
     /// Numbers one event of `channel` and keeps it (history on), then hands it to the
     /// native subscribers on the ordered path — under the history lock, so a resume never
-    /// falls between the numbering and the delivery. Returns the numbered text.
-    pub fn publish_sequenced(&self, channel: &str, envelope: String) -> Utf8Bytes {
+    /// falls between the numbering and the delivery. Returns the numbered text, and
+    /// whether the native subscribers get it: `false` when the fan-out queue refused it
+    /// (counted in `droppedBroadcasts`; the event stays in the history, so a client that
+    /// notices the gap in `seq` resumes over it).
+    pub fn publish_sequenced(&self, channel: &str, envelope: String) -> (Utf8Bytes, bool) {
         let mut history = self.history();
         let text = history.record(channel, envelope, std::time::Instant::now());
-        self.submit(Job::Broadcast {
-            channel: Arc::from(channel),
-            text: text.clone(),
-        });
+        // Read under the history lock, which a resuming subscribe registers under: a
+        // native subscriber registered before this point is counted here.
+        let native = self.read().native_subscriber_count(channel) > 0;
+        let queued = !native
+            || self.submit(Job::Broadcast {
+                channel: Arc::from(channel),
+                text: text.clone(),
+            }) == Submitted::Queued;
         drop(history);
-        text
+        (text, queued)
     }
 
     /// Counts one broadcast of `bytes` bytes to `targets`, of which `failed` JavaScript
@@ -138,10 +146,12 @@ impl Manager {
             return false;
         };
         match code {
-            Some(code) => self.submit(Job::Close {
-                member,
-                reason: crate::fanout::outbox::CloseReason::Server { code },
-            }),
+            Some(code) => {
+                self.submit(Job::Close {
+                    member,
+                    reason: crate::fanout::outbox::CloseReason::Server { code },
+                });
+            }
             None => member
                 .outbox
                 .close(crate::fanout::outbox::CloseReason::Gone),

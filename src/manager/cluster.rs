@@ -19,7 +19,6 @@ use tracing::warn;
 
 use super::{Handled, JsDelivery, Manager};
 use crate::cluster::{ClusterOptions, ClusterStatus, Engine, Incoming, Sink};
-use crate::fanout::Job;
 use crate::protocol::{RequestId, Since};
 use crate::registry::RecordKey;
 
@@ -59,12 +58,11 @@ impl Manager {
     /// Delivers `text` to this process's subscribers of `channel`; the caller holds the
     /// history lock.
     fn fan_out_locked(&self, channel: &str, text: Utf8Bytes) {
-        let targets = self.broadcast_targets(channel);
-        if targets.native > 0 {
-            self.submit(Job::Broadcast {
-                channel: Arc::from(channel),
-                text: text.clone(),
-            });
+        let mut targets = self.broadcast_targets(channel);
+        if targets.native > 0 && !self.publish(channel, text.clone()) {
+            // Refused by a full fan-out queue (counted in `droppedBroadcasts`): the
+            // native subscribers do not get it, the JavaScript sockets still do.
+            targets.native = 0;
         }
         if targets.js > 0 {
             self.deliver_to_js(JsDelivery {

@@ -42,7 +42,7 @@ pub use requests::{CallOutcome, Invocation, Ticket};
 
 use crate::fanout::gauge::QueueGauge;
 use crate::fanout::outbox::{CloseReason, Outbox};
-use crate::fanout::{FanOut, Job, Member};
+use crate::fanout::{FanOut, Job, Member, Submitted};
 use crate::gate::Gatekeeper;
 use crate::history::History;
 use crate::options::Options;
@@ -106,7 +106,10 @@ pub struct Gauges {
     /// The fullest native outbox's queued bytes, rounded up by at most 1/8
     /// ([`QueueGauge`]).
     pub max_queued_bytes: usize,
+    /// Jobs waiting on the ordered path to native connections.
     pub pending_broadcasts: usize,
+    /// Payload bytes of the broadcasts among them (bounded by `maxPendingBroadcastBytes`).
+    pub pending_broadcast_bytes: usize,
 }
 
 /// Something the JavaScript thread must carry out, decided on the runtime: an
@@ -154,6 +157,7 @@ impl Manager {
     pub fn new(options: Options) -> Arc<Self> {
         let slots = options.max_connections.min(Semaphore::MAX_PERMITS);
         let cluster_options = options.cluster.clone();
+        let fanout = Arc::new(FanOut::new(options.max_pending_broadcast_bytes));
         let manager = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             registry: RwLock::new(Registry::new()),
@@ -161,7 +165,7 @@ impl Manager {
             options,
             stats: Arc::default(),
             lifecycle: lifecycle::Lifecycle::default(),
-            fanout: Arc::default(),
+            fanout,
             gatekeeper: OnceLock::new(),
             native_slots: Arc::new(Semaphore::new(slots)),
             requests: requests::Requests::default(),
@@ -363,10 +367,12 @@ impl Manager {
 
     /// Gauges for `getStats()` and `metrics()`: no pass over the connections.
     pub fn gauges(&self) -> Gauges {
+        let (pending_broadcasts, pending_broadcast_bytes) = self.fanout.backlog();
         Gauges {
             counts: self.read().counts(),
             max_queued_bytes: self.queue_gauge.max(),
-            pending_broadcasts: self.fanout.pending(),
+            pending_broadcasts,
+            pending_broadcast_bytes,
         }
     }
 
@@ -379,10 +385,31 @@ impl Manager {
         ))
     }
 
-    /// Queues a job on the ordered path to native connections.
-    fn submit(&self, job: Job) {
+    /// Queues a job on the ordered path to native connections; never waits and never
+    /// applies one. Only a broadcast can be refused ([`Submitted::Dropped`]): the queue
+    /// holds `maxPendingBroadcastBytes` of them.
+    fn submit(&self, job: Job) -> Submitted {
         self.ensure_fanout_task();
-        self.fanout.submit(job, &self.stats);
+        self.fanout.submit(job, &self.stats)
+    }
+
+    /// Resolves once every job queued on the ordered path before the call has reached its
+    /// outboxes — at once when nothing is waiting — or when the manager shuts down (which
+    /// delivers what was queued before it, or lets it go with the connections).
+    pub async fn drained(&self) {
+        if !self.is_running() {
+            return;
+        }
+        tokio::select! {
+            () = self.fanout.drained() => {}
+            () = self.shutdown_signal() => {}
+        }
+    }
+
+    /// Whether nothing waits on the ordered path (so [`Manager::drained`] would resolve at
+    /// once).
+    pub fn fanout_idle(&self) -> bool {
+        !self.is_running() || self.fanout.is_idle()
     }
 }
 
