@@ -90,4 +90,16 @@ export function machineBusyMs() {
     return ((f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] || 0)) * 1000) / TICK
   } catch { return NaN }
 }
+/** Resident set size of a process from /proc/<pid>/status, KiB (NaN when gone). */
+export function rssKb(pid) {
+  try { return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) } catch { return NaN }
+}
+/** Peak RSS (VmHWM) of a process, KiB (NaN when gone). */
+export function hwmKb(pid) {
+  try { return Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) } catch { return NaN }
+}
+/** Resets a process's VmHWM to its current RSS (`5` > clear_refs); false when not allowed. */
+export function resetHwm(pid) {
+  try { fs.writeFileSync(`/proc/${pid}/clear_refs`, '5'); return true } catch { return false }
+}
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))

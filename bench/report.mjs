@@ -19,7 +19,8 @@ if (files.length === 0) {
   files = [path.join(resultsDir, byTime.at(-1)[0])]
 }
 const runs = files.map((f) => ({ file: f, ...JSON.parse(fs.readFileSync(f, 'utf8')) }))
-const sessions = runs.flatMap((r) => r.sessions)
+// each session remembers its file: ratios pair sessions of the same run and round
+const sessions = runs.flatMap((r) => r.sessions.map((x) => ({ ...x, file: r.file })))
 const meta = runs[0].meta
 
 const ORDER = ['cluso-native', 'cluso-native-history', 'cluso-attach', 'cluso-dropin', 'uws', 'baseline-ws', 'socketio']
@@ -57,6 +58,23 @@ const stat = (server, n, kind, get) => {
   return { med: median(v), min: Math.min(...v), max: Math.max(...v), k: v.length }
 }
 
+/**
+ * `server` ÷ `ref` in the same run, round and N (paired per round), as a stat
+ * over rounds: ratios to uWebSockets.js in the same run (issue 12).
+ */
+function ratioStat(server, n, kind, get, ref = 'uws') {
+  const v = []
+  for (const s of sessions) {
+    if (s.server !== server || s.n !== n || s.kind !== kind || s.error) continue
+    const r = sessions.find((x) => x.server === ref && x.n === n && x.kind === kind && x.round === s.round && x.file === s.file && !x.error)
+    if (!r) continue
+    let a, b
+    try { a = get(s); b = get(r) } catch { continue }
+    if (Number.isFinite(a) && Number.isFinite(b) && b !== 0) v.push(a / b)
+  }
+  return { med: median(v), min: Math.min(...v), max: Math.max(...v), k: v.length }
+}
+
 // ---------- formatting ----------
 const fmtNum = (x, digits = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–')
 function fmtRate(x) {
@@ -78,13 +96,22 @@ const cell = (st, f) => {
   return `${f(st.med)} <sub>(${f(st.min)}–${f(st.max)})</sub>`
 }
 
-function table(title, kind, ns, get, f, note) {
+const fmtRatio = (x) => `${x.toFixed(2)}×`
+
+/** One row per server, one column per N; with `ref`, each cell also gives the paired ratio to `ref`. */
+function table(title, kind, ns, get, f, note, ref) {
   const lines = [`### ${title}`, '']
   if (note) lines.push(note, '')
+  if (ref) lines.push(`Cells: value · ratio to ${LABEL[ref] ?? ref} in the same run and round (median over rounds).`, '')
   lines.push(`| server | ${ns.map((n) => `N = ${fmtNum(n)}`).join(' | ')} |`)
   lines.push(`|---|${ns.map(() => '---:').join('|')}|`)
   for (const s of servers) {
-    const cells = ns.map((n) => cell(stat(s, n, kind, get), f))
+    const cells = ns.map((n) => {
+      const c = cell(stat(s, n, kind, get), f)
+      if (!ref || s === ref || c === '–') return c
+      const r = ratioStat(s, n, kind, get, ref)
+      return r.k ? `${c} · ${cell(r, fmtRatio)}` : c
+    })
     if (cells.every((c) => c === '–')) continue
     lines.push(`| ${LABEL[s] ?? s} | ${cells.join(' | ')} |`)
   }
@@ -131,6 +158,55 @@ function targets() {
       verdict(Number.isFinite(a / b) && Number.isFinite(ca / cb) ? a >= b && ca <= cb : undefined)])
   }
   return ['| target | measured (medians) | verdict |', '|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`), ''].join('\n')
+}
+
+// ---------- targets (issue 12): ratios to uWebSockets.js in the same run ----------
+function targets12() {
+  const ns = mainNs
+  const verdict = (ok) => (ok === undefined ? '' : ok ? ' — **met**' : ' — **missed**')
+  const ratioCell = (srv, ref, n, get, ok, fmt = fmtUs) => {
+    const r = ratioStat(srv, n, 'main', get, ref)
+    if (!r.k) return '–'
+    const a = stat(srv, n, 'main', get).med, b = stat(ref, n, 'main', get).med
+    return `${fmtRatio(r.med)} (${fmt(a)} vs ${fmt(b)})${verdict(ok(r.med))}`
+  }
+  const absCell = (srv, n, get, fmt, ok) => {
+    const st = stat(srv, n, 'main', get)
+    return st.k ? `${cell(st, fmt)}${verdict(ok(st.med))}` : '–'
+  }
+  const p99 = (s) => s.B2.loadgen.latencyUs.p99
+  const cpu2 = (s) => s.B2.serverCpuUsPerMsg
+  const thr = (s) => s.A.loadgen.msgsPerSec
+  const fmtCpu = (x) => `${x.toFixed(2)} µs`
+  const fmtMs = (x) => `${x.toFixed(x >= 100 ? 0 : 2)} ms`
+  const rows = [
+    ['p99 at 2/s ≤ 1.0× uWS (moonshot 0.5×)', (n) => ratioCell('cluso-native', 'uws', n, p99, (r) => r <= 1)],
+    ['server CPU per message at 2/s ≤ 1.0× uWS', (n) => ratioCell('cluso-native', 'uws', n, cpu2, (r) => r <= 1, fmtCpu)],
+    ['saturation ≥ 1.0× uWS, every message delivered', (n) => {
+      const loss = stat('cluso-native', n, 'main', (s) => s.A.lossRatio).med
+      const c = ratioCell('cluso-native', 'uws', n, thr, (r) => r >= 1 && loss <= 0.001, fmtRate)
+      return c === '–' ? c : `${c}; loss ${(100 * loss).toFixed(2)} %`
+    }],
+    ['longest broadcast() ≤ 5 ms (F: producer pacing at 1 MiB; delivered ratio and closes beside it)', (n) => {
+      const c = absCell('cluso-native', n, (s) => s.F.server.longestCallMs, fmtMs, (x) => x <= 5)
+      const d = stat('cluso-native', n, 'main', (s) => s.F.deliveredRatio).med
+      const cl = stat('cluso-native', n, 'main', (s) => s.F.closesSeen).med
+      return c === '–' ? c : `${c}; delivered ${(100 * d).toFixed(2)} %, ${fmtNum(cl)} closed`
+    }],
+    ['≤ 2 KiB RSS per idle connection (D)', (n) => absCell('cluso-native', n, (s) => s.D.bytesPerConn, fmtKiB, (x) => x <= 2048)],
+    ['cold broadcast() median ≤ 10 µs (C)', (n) => absCell('cluso-native', n, (s) => s.C.medianUs, fmtUs, (x) => x <= 10)],
+    ['drop-in: RSS per connection ≤ 1.0× the original on ws', (n) => ratioCell('cluso-dropin', 'baseline-ws', n, (s) => s.D.bytesPerConn, (r) => r <= 1, fmtKiB)],
+    ['drop-in: server CPU per message at 2/s ≤ 1.0× the original', (n) => ratioCell('cluso-dropin', 'baseline-ws', n, cpu2, (r) => r <= 1, fmtCpu)],
+    ['drop-in: throughput ≥ 1.0× the original', (n) => ratioCell('cluso-dropin', 'baseline-ws', n, thr, (r) => r >= 1, fmtRate)],
+  ]
+  return [
+    'cluso-ws native (`listen`) unless named; ratios paired per round (same run, same N), medians over rounds; figures are the medians of each.',
+    '',
+    `| target | ${ns.map((n) => `N = ${fmtNum(n)}`).join(' | ')} |`,
+    `|---|${ns.map(() => '---').join('|')}|`,
+    ...rows.map(([t, f]) => `| ${t} | ${ns.map(f).join(' | ')} |`),
+    '',
+  ].join('\n')
 }
 
 // ---------- SVG ----------
@@ -193,7 +269,8 @@ const versions = {}
 for (const r of runs) for (const [srv, v] of Object.entries(r.meta.versions ?? {})) Object.assign(versions, v)
 const c = meta.config
 const errors = sessions.filter((s) => s.error)
-const noisy = sessions.filter((s) => ['A', 'B2', 'B200', 'C', 'E'].some((k) => s[k]?.foreignCores > 0.3))
+const noisy = sessions.filter((s) => ['A', 'B2', 'B200', 'C', 'E', 'F'].some((k) => s[k]?.foreignCores > 0.3))
+const fErrors = sessions.filter((s) => s.F?.error)
 const skipped = Object.entries(meta.skipped ?? {})
 const notesPath = path.join(here, 'notes.md')
 const notes = fs.existsSync(notesPath) ? fs.readFileSync(notesPath, 'utf8').trim() : ''
@@ -207,7 +284,8 @@ const page = [
   `Versions: ${Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(', ')}${meta.addonRev ? `; cluso-ws built from ${meta.addonRev}` : ''}.`,
   `Server pinned to CPU ${c.serverCpu}, load generator (bench/loadgen, one tokio thread) to CPU ${c.loadgenCpu}${m.taskset ? '' : ' (taskset missing: NOT pinned)'}; `
     + `${c.rounds} interleaved round(s); N = ${mainNs.map((n) => fmtNum(n)).join(' / ')}; saturation ${c.satMs / 1000} s, 2/s for ${c.rateMs / 1000} s, 200/s for ${c.rate200Ms / 1000} s, `
-    + `${c.costCount} timed broadcast() calls, AI streaming ${c.aiMs / 1000} s at N = ${fmtNum(c.aiN)}. Payload: a fileChanged-shaped event of ≈200 bytes.`,
+    + `${c.costCount} timed broadcast() calls, AI streaming ${c.aiMs / 1000} s at N = ${fmtNum(c.aiN)}`
+    + `${c.paceMs ? `, producer pacing at ${fmtNum((c.paceBytes ?? 1048576) / 1024)} KiB for ${c.paceMs / 1000} s` : ''}. Payload: a fileChanged-shaped event of ≈200 bytes.`,
   `Cells: median over rounds <sub>(min–max)</sub>. Reproduce: \`npm run bench\` (quick: \`npm run bench -- --quick\`; see bench/README.md).`,
   '',
   '![delivered msgs/s and p99 latency against N](bench-chart.svg)',
@@ -215,6 +293,9 @@ const page = [
   '## Targets of issue 5',
   '',
   targets(),
+  '## Targets of issue 12: ratios to uWebSockets.js in the same run',
+  '',
+  targets12(),
   '## Results',
   '',
   table('A. Saturation: delivered messages/s', 'main', mainNs, (s) => s.A.loadgen.msgsPerSec, fmtRate,
@@ -227,7 +308,10 @@ const page = [
     'Near 100 % the load generator, not the server, is the limit: compare CPU per message then.'),
   table('B. Fan-out latency at 2 broadcasts/s: p50', 'main', mainNs, (s) => s.B2.loadgen.latencyUs.p50, fmtUs,
     'From the CLOCK_REALTIME stamp taken when broadcast() is due to the client receiving the frame.'),
-  table('B. Fan-out latency at 2 broadcasts/s: p99', 'main', mainNs, (s) => s.B2.loadgen.latencyUs.p99, fmtUs),
+  table('B. Fan-out latency at 2 broadcasts/s: p99', 'main', mainNs, (s) => s.B2.loadgen.latencyUs.p99, fmtUs, undefined, 'uws'),
+  table('B. Server CPU per delivered message at 2 broadcasts/s', 'main', mainNs, (s) => s.B2.serverCpuUsPerMsg, (x) => `${x.toFixed(2)} µs`,
+    'utime+stime of the server process (all threads, /proc/<pid>/stat, 10 ms ticks) from the start of the 2/s window until the load generator received every message, '
+    + '÷ messages delivered. The window is short: at N = 1 000 a tick is a few % of the total (the results also hold `serverCpuUsPerMsgFine`, the same from getrusage in µs).', 'uws'),
   table('B. Fan-out latency at 2 broadcasts/s: max', 'main', mainNs, (s) => s.B2.loadgen.latencyUs.max, fmtUs),
   table('B. Fan-out latency at 200 broadcasts/s: p50', 'main', mainNs, (s) => s.B200.loadgen.latencyUs.p50, fmtUs,
     'Stamped with the scheduled send time: a server that cannot keep 200/s shows its growing delay here.'),
@@ -240,6 +324,24 @@ const page = [
     'getrusage of the whole process around the call: insensitive to other load on the machine, but it also counts other threads (the native fan-out) running meanwhile.'),
   table('D. RSS per idle subscribed connection', 'main', mainNs, (s) => s.D.bytesPerConn, fmtKiB,
     '(RSS with N idle subscribed connections − RSS before) / N, both after global.gc().'),
+  table('F. Producer pacing at 1 MiB: longest broadcast() call', 'main', mainNs, (s) => s.F.server.longestCallMs * 1000, fmtUs,
+    'The producer broadcasts back to back (bursts as in A) and waits 1 ms only while the largest per-connection backlog is ≥ 1 MiB '
+    + '(ws `bufferedAmount`, uWS `getBufferedAmount()`, engine.io as in A, cluso `getStats().maxQueuedBytes` — not `pendingBroadcasts`), '
+    + 'like real producers that pace at the cap. process.hrtime.bigint() around each call; the JS thread is blocked for that long.', 'uws'),
+  table('F. Producer pacing at 1 MiB: longest wait for the event loop', 'main', mainNs, (s) => s.F.server.longestStallMs * 1000, fmtUs,
+    'Not part of the call: the longest the producer waited between bursts for the event loop to come back (less the 1 ms of a pause), i.e. work the server '
+    + 'does on the JS thread outside broadcast() — uWS writes what publish() corked at the end of the turn, ws finishes its writes.', 'uws'),
+  table('F. Producer pacing at 1 MiB: p99 broadcast() call', 'main', mainNs, (s) => s.F.server.callP99Us, fmtUs, 'Log-bucketed (2 %).', 'uws'),
+  table('F. Producer pacing at 1 MiB: RSS growth', 'main', mainNs, (s) => s.F.rssGrowthPeakMB, (x) => `${x.toFixed(1)} MiB`,
+    'Peak RSS (sampled from /proc every 50 ms during the phase and its settling, VmHWM, and at the end of the window) − RSS before the phase (after global.gc()).', 'uws'),
+  table('F. Producer pacing at 1 MiB: broadcasts sent', 'main', mainNs, (s) => s.F.server.broadcasts, (x) => fmtNum(x)),
+  table('F. Producer pacing at 1 MiB: delivered ratio', 'main', mainNs, (s) => 100 * s.F.deliveredRatio, (x) => `${x.toFixed(2)} %`,
+    'Messages the load generator received ÷ (broadcasts sent × subscribers), after up to 10 s for stragglers (ended by 1 s without any). '
+    + 'Below 100 %: subscribers cut as slow consumers (next table) or skipped (uWS skips a subscriber over its 1 MiB maxBackpressure).'),
+  table('F. Producer pacing at 1 MiB: connections closed by the server', 'main', mainNs, (s) => s.F.closesSeen, (x) => fmtNum(x),
+    'Closes the load generator saw during F (cluso-ws: 4008 slow consumer).'),
+  table('F. Producer pacing at 1 MiB: server CPU per delivered message', 'main', mainNs, (s) => s.F.serverCpuUsPerMsg, (x) => `${x.toFixed(3)} µs`,
+    'utime+stime of the server process from the start of the window until the load generator settled, ÷ messages delivered.', 'uws'),
   table(`E. AI streaming (100 streams × 50 chunks/s to ${fmtNum(c.aiN)} subscribers): delivered msgs/s`, 'ai', [c.aiN], (s) => s.E.loadgen.msgsPerSec, fmtRate,
     `Target: 5 000 chunks/s = ${fmtRate(5000 * c.aiN)} msgs/s.`),
   table('E. AI streaming: chunks/s achieved (target 5 000)', 'ai', [c.aiN], (s) => s.E.server.achievedPerSec, (x) => fmtNum(x)),
@@ -250,6 +352,7 @@ const page = [
   '## Run notes',
   '',
   skipped.length ? skipped.map(([k, v]) => `- **${k} not run**: ${v.split('\n')[0].slice(0, 300)}`).join('\n') : '- every adapter started.',
+  ...fErrors.map((s) => `- scenario F failed in ${s.server} N=${s.n} round ${s.round}: ${s.F.error.slice(0, 300)}`),
   errors.length ? errors.map((s) => `- error in ${s.server} N=${s.n} round ${s.round} (${s.kind}): ${s.error.split('\n')[0].slice(0, 300)}`).join('\n') : '- no session failed.',
   noisy.length ? `- ${noisy.length} session(s) ran while other work used > 0.3 of a core (the machine is shared): ${noisy.map((s) => `${s.server}/N=${s.n}/r${s.round}`).join(', ')}.` : '- no phase saw more than 0.3 of a core of other load.',
   (() => {

@@ -9,9 +9,11 @@
 //   --servers a,b    BENCH_SERVERS    default: all adapters that start
 //   --n 1000,5000    BENCH_N          default 1000,5000,10000
 //   --rounds R       BENCH_ROUNDS     default 2 (interleaved: round > N > server)
-//   --scenarios ..   BENCH_SCENARIOS  default A,B,C,D,E
+//   --scenarios ..   BENCH_SCENARIOS  default A,B,C,D,E,F
 //   --quick          BENCH_QUICK=1    N=1000,5000 and short durations
 //   --sat-ms, --rate-ms, --rate200-ms, --cost-count, --ai-ms, --ai-n
+//   --pace-ms, --pace-bytes           F: window (5000) and cap (1048576)
+//   --rss-limit-mb M                  F: kill a server whose RSS passes M
 //   --server-cpu C / --loadgen-cpu C  cores for taskset (default 1 / 0)
 //   --no-report                       skip report.mjs
 //   --out FILE                        results path
@@ -21,7 +23,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { children, hasTaskset, Proc, cpuMs, machineBusyMs, sleep } from './proc.mjs'
+import { children, hasTaskset, Proc, cpuMs, machineBusyMs, rssKb, sleep } from './proc.mjs'
+import { paceScenario } from './pace.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '..')
@@ -43,13 +46,16 @@ const cfg = {
   servers: list(opt('servers', 'BENCH_SERVERS', ALL_SERVERS.join(','))),
   ns: list(opt('n', 'BENCH_N', quick ? '1000,5000' : '1000,5000,10000')).map(Number),
   rounds: Number(opt('rounds', 'BENCH_ROUNDS', 2)),
-  scenarios: list(opt('scenarios', 'BENCH_SCENARIOS', 'A,B,C,D,E')),
+  scenarios: list(opt('scenarios', 'BENCH_SCENARIOS', 'A,B,C,D,E,F')),
   satMs: Number(opt('sat-ms', 'BENCH_SAT_MS', quick ? 3000 : 8000)),
   rateMs: Number(opt('rate-ms', 'BENCH_RATE_MS', quick ? 3000 : 6000)),
   rate200Ms: Number(opt('rate200-ms', 'BENCH_RATE200_MS', quick ? 2000 : 4000)),
   costCount: Number(opt('cost-count', 'BENCH_COST_COUNT', quick ? 20 : 40)),
   aiMs: Number(opt('ai-ms', 'BENCH_AI_MS', quick ? 3000 : 5000)),
   aiN: Number(opt('ai-n', 'BENCH_AI_N', 1000)),
+  paceMs: Number(opt('pace-ms', 'BENCH_PACE_MS', quick ? 3000 : 5000)),
+  paceBytes: Number(opt('pace-bytes', 'BENCH_PACE_BYTES', 1024 * 1024)),
+  rssLimitMb: Number(opt('rss-limit-mb', 'BENCH_RSS_LIMIT_MB', Math.min(8192, Math.round((os.totalmem() / 2 ** 20) * 0.4)))),
   serverCpu: String(opt('server-cpu', 'BENCH_SERVER_CPU', os.cpus().length > 1 ? '1' : '0')),
   loadgenCpu: String(opt('loadgen-cpu', 'BENCH_LOADGEN_CPU', '0')),
   quietWaitS: Number(opt('quiet-wait', 'BENCH_QUIET_WAIT', 60)),
@@ -75,9 +81,6 @@ async function waitQuiet() {
     load = (machineBusyMs() - b0) / (performance.now() - t0)
     if (!(load > 0.25) || performance.now() >= deadline) return load
   }
-}
-function rssKb(pid) {
-  try { return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) } catch { return NaN }
 }
 
 // ---------- servers ----------
@@ -115,23 +118,31 @@ function loadgenUrl(hello) {
     : hello.url
 }
 
-/** Runs one measured phase: loadgen counts while the server runs `cmd`. */
-async function phase(server, lg, label, cmd, timeoutMs) {
+/**
+ * Runs one measured phase: loadgen counts while the server runs `cmd`, then
+ * waits for `expect` messages (`conns` subscribers, default all connected),
+ * ending early after `quietMs` without any or after `maxDrainMs`.
+ */
+async function phase(server, lg, label, cmd, timeoutMs, { conns = lg.connections, quietMs = 2000, maxDrainMs = 60000 } = {}) {
+  const i0 = await server.call({ cmd: 'info' }, 30000)
   await lg.call({ cmd: 'start', label }, 10000).catch(() => {})
-  const prof = cfg.perf && ['A', 'C', 'E'].includes(label) ? await startPerf(server, label) : null
+  const prof = cfg.perf && ['A', 'C', 'E', 'F'].includes(label) ? await startPerf(server, label) : null
   const c0 = { s: cpuMs(server.pid), l: cpuMs(lg.pid), m: machineBusyMs(), t: performance.now() }
   const res = await server.call(cmd, timeoutMs)
   const perf = prof ? await prof.finish() : undefined
   const c1 = { s: cpuMs(server.pid), l: cpuMs(lg.pid), t: performance.now() }
   if (!res.ok) throw new Error(`${server.label} ${cmd.cmd}: ${res.error}`)
-  const expect = res.broadcasts * lg.connections
+  const expect = res.broadcasts * conns
   // Everything sent must arrive (or the server's backlog must be empty and
   // the clients quiet) before the next phase starts.
-  lg.send({ cmd: 'stop', label, expect, quietMs: 2000, maxDrainMs: 60000 })
+  lg.send({ cmd: 'stop', label, expect, quietMs, maxDrainMs })
   const got = await lg.wait((v) => v.label === label && v.delivered !== undefined, 90000, `${label} result`)
   const left = await server.call({ cmd: 'info' }, 30000)
   const c2 = { s: cpuMs(server.pid), l: cpuMs(lg.pid), m: machineBusyMs(), t: performance.now() }
   const serverCpuMs = c2.s - c0.s
+  // the same utime+stime from getrusage in the server (µs, not 10 ms ticks),
+  // from just before the loadgen's start to just after its result
+  const fineCpuMs = (left.cpuUs - i0.cpuUs) / 1000
   // CPU used by anything else on the machine during the phase, in cores
   const foreignCores = (c2.m - c0.m - serverCpuMs - (c2.l - c0.l)) / (c2.t - c0.t)
   return {
@@ -143,6 +154,7 @@ async function phase(server, lg, label, cmd, timeoutMs) {
     loadgenCpuMs: c2.l - c0.l,
     wallMs: c2.t - c0.t,
     serverCpuUsPerMsg: got.delivered > 0 ? (serverCpuMs * 1000) / got.delivered : null,
+    serverCpuUsPerMsgFine: got.delivered > 0 && Number.isFinite(fineCpuMs) ? (fineCpuMs * 1000) / got.delivered : null,
     loadgenCpuShare: (c1.l - c0.l) / (c1.t - c0.t),
     serverCpuShare: (c1.s - c0.s) / (c1.t - c0.t),
     foreignCores: Math.max(0, foreignCores),
@@ -190,7 +202,7 @@ async function session(name, n, round, kind) {
     }
     if (want('B')) {
       rec.B2 = await phase(server, lg, 'B2', { cmd: 'rate', perSec: 2, durationMs: cfg.rateMs }, cfg.rateMs * 4 + 20000)
-      log(`B 2/s: p50 ${rec.B2.loadgen.latencyUs.p50} p99 ${rec.B2.loadgen.latencyUs.p99} max ${rec.B2.loadgen.latencyUs.max} µs`)
+      log(`B 2/s: p50 ${rec.B2.loadgen.latencyUs.p50} p99 ${rec.B2.loadgen.latencyUs.p99} max ${rec.B2.loadgen.latencyUs.max} µs, server ${rec.B2.serverCpuUsPerMsg?.toFixed(2)} µs CPU/msg (getrusage ${rec.B2.serverCpuUsPerMsgFine?.toFixed(2)})`)
       rec.B200 = await phase(server, lg, 'B200', { cmd: 'rate', perSec: 200, durationMs: cfg.rate200Ms }, cfg.rate200Ms * 4 + 20000)
       log(`B 200/s: p50 ${rec.B200.loadgen.latencyUs.p50} p99 ${rec.B200.loadgen.latencyUs.p99} µs, ${rec.B200.server.broadcasts}/${rec.B200.server.planned} sent`)
     }
@@ -198,6 +210,8 @@ async function session(name, n, round, kind) {
       rec.A = await phase(server, lg, 'A', { cmd: 'saturate', durationMs: cfg.satMs }, cfg.satMs * 3 + 30000)
       log(`A: ${Math.round(rec.A.loadgen.msgsPerSec)} msgs/s, server ${rec.A.serverCpuUsPerMsg?.toFixed(3)} µs CPU/msg, loadgen CPU ${(rec.A.loadgenCpuShare * 100).toFixed(0)}%, loss ${(rec.A.lossRatio * 100).toFixed(2)}%, other load ${rec.A.foreignCores.toFixed(2)} cores`)
     }
+    // F last: it may leave backlogs or cut subscribers as slow consumers
+    if (want('F')) rec.F = await paceScenario({ server, lg, cfg, phase, log })
     if (kind === 'ai') {
       rec.E = await phase(server, lg, 'E', { cmd: 'ai', streams: 100, chunksPerSec: 50, durationMs: cfg.aiMs }, cfg.aiMs * 4 + 30000)
       log(`E: ${Math.round(rec.E.server.achievedPerSec)}/${rec.E.server.targetPerSec} chunks/s, ${Math.round(rec.E.loadgen.msgsPerSec)} msgs/s delivered, p99 ${rec.E.loadgen.latencyUs.p99} µs`)
@@ -257,7 +271,7 @@ async function startPerf(server, label) {
 
 /** Other load above this many cores during a phase marks the session noisy. */
 const NOISY_CORES = 0.3
-const noisiness = (rec) => Math.max(0, ...['A', 'B2', 'B200', 'C', 'E'].map((k) => rec[k]?.foreignCores ?? 0))
+const noisiness = (rec) => Math.max(0, ...['A', 'B2', 'B200', 'C', 'E', 'F'].map((k) => rec[k]?.foreignCores ?? 0))
 
 /** A session, repeated up to --retry-noisy times while other load disturbed it; keeps the least disturbed. */
 async function measured(name, n, round, kind) {
@@ -333,7 +347,7 @@ if (!out) {
 const save = () => fs.writeFileSync(out, JSON.stringify(results, null, 1))
 console.error(`servers: ${servers.join(', ')}; N: ${cfg.ns.join(', ')}; rounds: ${cfg.rounds}; results: ${path.relative(root, out)}`)
 
-const mainScen = cfg.scenarios.some((s) => 'ABCD'.includes(s))
+const mainScen = cfg.scenarios.some((s) => 'ABCDF'.includes(s))
 for (let round = 1; round <= cfg.rounds; round++) {
   if (mainScen) {
     for (const n of cfg.ns) {

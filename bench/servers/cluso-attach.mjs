@@ -2,7 +2,7 @@
 // /ws are handed to Rust (manager.attach) and owned by the native core.
 import http from 'node:http'
 import { serve } from './common.mjs'
-import { WebSocketManager, nativeQueued, versions } from './cluso-common.mjs'
+import { WebSocketManager, nativeQueued, nativeBacklog, clusoStats, versions } from './cluso-common.mjs'
 
 const server = http.createServer((req, res) => res.end('ok'))
 const manager = new WebSocketManager(undefined, {})
@@ -15,6 +15,8 @@ serve({
   versions: versions(),
   broadcast: (channel, data) => manager.broadcast(channel, data),
   queuedBytes: () => nativeQueued(manager),
+  backlogBytes: () => nativeBacklog(manager),
+  stats: () => clusoStats(manager),
   connections: () => manager.getStats().connections,
   close: () => { manager.shutdown(); server.close() },
 })

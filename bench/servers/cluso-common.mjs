@@ -21,4 +21,19 @@ export function nativeQueued(manager) {
   return (s.maxQueuedBytes ?? 0) + ((s.pendingBroadcasts ?? 0) + (s.clusterQueued ?? 0)) * EVENT_BYTES
 }
 
+/**
+ * Scenario F's signal: the largest per-connection outbound queue alone
+ * (`getStats().maxQueuedBytes`), as a producer pacing at the cap reads it.
+ */
+export const nativeBacklog = (manager) => manager.getStats().maxQueuedBytes ?? 0
+
+/** Counters reported by scenario F. */
+export function clusoStats(manager) {
+  const s = manager.getStats()
+  return {
+    connections: s.connections, broadcasts: s.broadcasts, messagesSent: s.messagesSent, sendFailures: s.sendFailures,
+    slowConsumerDisconnects: s.slowConsumerDisconnects, maxQueuedBytes: s.maxQueuedBytes, pendingBroadcasts: s.pendingBroadcasts,
+  }
+}
+
 export const versions = () => ({ 'cluso-ws': addonVersion, addon: addon.__napiBindingTarget ?? 'native' })

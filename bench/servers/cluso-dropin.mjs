@@ -5,7 +5,7 @@ import http from 'node:http'
 import { createRequire } from 'node:module'
 import { WebSocketServer } from 'ws'
 import { serve } from './common.mjs'
-import { WebSocketManager, nativeQueued, versions } from './cluso-common.mjs'
+import { WebSocketManager, nativeQueued, nativeBacklog, clusoStats, versions } from './cluso-common.mjs'
 
 const require = createRequire(import.meta.url)
 const server = http.createServer((req, res) => res.end('ok'))
@@ -24,6 +24,12 @@ serve({
     for (const ws of wss.clients) if (ws.bufferedAmount > max) max = ws.bufferedAmount
     return max
   },
+  backlogBytes() {
+    let max = nativeBacklog(manager)
+    for (const ws of wss.clients) if (ws.bufferedAmount > max) max = ws.bufferedAmount
+    return max
+  },
+  stats: () => clusoStats(manager),
   connections: () => wss.clients.size,
   close: () => { manager.shutdown(); server.close() },
 })

@@ -3,7 +3,7 @@
 // spliced into the envelope) and kept per channel for resume. Everything else
 // is wired as in cluso-native.mjs, so the two compare the cost of history.
 import { serve } from './common.mjs'
-import { WebSocketManager, nativeQueued, versions } from './cluso-common.mjs'
+import { WebSocketManager, nativeQueued, nativeBacklog, clusoStats, versions } from './cluso-common.mjs'
 
 const HISTORY_SIZE = 1000
 const manager = new WebSocketManager(undefined, { historySize: HISTORY_SIZE })
@@ -15,6 +15,8 @@ serve({
   versions: { ...versions(), historySize: HISTORY_SIZE },
   broadcast: (channel, data) => manager.broadcast(channel, data),
   queuedBytes: () => nativeQueued(manager),
+  backlogBytes: () => nativeBacklog(manager),
+  stats: () => clusoStats(manager),
   connections: () => manager.getStats().connections,
   close: () => manager.shutdown(),
 })

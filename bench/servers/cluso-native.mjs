@@ -3,7 +3,7 @@
 // to each subscriber's bounded queue. With BENCH_REDIS_URL set
 // (bench/cluster/run.mjs): `cluster: { redisUrl }`, every broadcast through Redis.
 import { serve } from './common.mjs'
-import { WebSocketManager, nativeQueued, versions } from './cluso-common.mjs'
+import { WebSocketManager, nativeQueued, nativeBacklog, clusoStats, versions } from './cluso-common.mjs'
 
 const redisUrl = process.env.BENCH_REDIS_URL
 const manager = new WebSocketManager(undefined, redisUrl ? { cluster: { redisUrl, prefix: 'cluso-bench' } } : {})
@@ -21,6 +21,8 @@ serve({
   versions: versions(),
   broadcast: (channel, data) => manager.broadcast(channel, data),
   queuedBytes: () => nativeQueued(manager),
+  backlogBytes: () => nativeBacklog(manager),
+  stats: () => clusoStats(manager),
   connections: () => manager.getStats().connections,
   close: () => manager.shutdown(),
 })

@@ -6,7 +6,12 @@
 //   mode                        'ws' (SPEC A.2 protocol) or 'socketio'
 //   url                         ws:// URL the load generator connects to
 //   broadcast(channel, data)    one fan-out of `data` to `channel`'s subscribers
-//   queuedBytes()               largest per-connection outbound backlog (bytes)
+//   queuedBytes()               largest per-connection outbound backlog (bytes),
+//                               plus anything else the server still has to send
+//                               (cluso: pendingBroadcasts); A, B, C, E pace on it
+//   backlogBytes()              optional: the largest per-connection backlog
+//                               alone, what F paces on (default queuedBytes)
+//   stats()                     optional: server counters reported by F
 //   connections()               open connection count
 //   close()                     optional, async
 //   versions                    optional { package: version }
@@ -19,9 +24,11 @@
 //   {"cmd":"rate","perSec":2,"durationMs":5000} scenario B
 //   {"cmd":"cost","count":40}                   scenario C
 //   {"cmd":"ai","streams":100,"chunksPerSec":50,"durationMs":5000}  scenario E
+//   {"cmd":"pace","durationMs":5000,"capBytes":1048576}            scenario F
 //   {"cmd":"exit"}                              (EOF exits too)
 // Every scenario is bounded by its duration/count, and paces on queuedBytes()
-// so that no server is ever driven into unbounded buffering.
+// so that no server is ever driven into unbounded buffering — except F, which
+// paces on backlogBytes() at the slow-consumer cap (1 MiB) on purpose.
 import { createInterface } from 'node:readline'
 import { performance } from 'node:perf_hooks'
 
@@ -85,6 +92,34 @@ function cpuNow() {
   return (u.user + u.system) / 1e3 // ms, all threads of the process
 }
 
+/**
+ * Durations in µs in log-spaced buckets (2 % wide, 0.05 µs to 1000 s),
+ * allocated once; quantiles are the bucket's upper edge (≤ 2 % high).
+ */
+class DurationHist {
+  static MIN = 0.05
+  static STEP = Math.log(1.02)
+  constructor() {
+    this.counts = new Float64Array(Math.ceil(Math.log(1e9 / DurationHist.MIN) / DurationHist.STEP) + 1)
+    this.total = 0
+  }
+  add(us) {
+    const i = us <= DurationHist.MIN ? 0 : Math.min(this.counts.length - 1, Math.ceil(Math.log(us / DurationHist.MIN) / DurationHist.STEP))
+    this.counts[i]++
+    this.total++
+  }
+  quantile(q) {
+    if (this.total === 0) return 0
+    const want = Math.max(1, Math.ceil(q * this.total))
+    let seen = 0
+    for (let i = 0; i < this.counts.length; i++) {
+      seen += this.counts[i]
+      if (seen >= want) return DurationHist.MIN * Math.exp(i * DurationHist.STEP)
+    }
+    return DurationHist.MIN * Math.exp((this.counts.length - 1) * DurationHist.STEP)
+  }
+}
+
 /** Pacing threshold: largest per-connection backlog before a producer waits. */
 export const HIGH_WATER = Number(process.env.BENCH_HIGH_WATER ?? 64 * 1024)
 
@@ -100,7 +135,8 @@ export function serve(adapter) {
     },
 
     async info() {
-      return { connections: adapter.connections(), queuedBytes: adapter.queuedBytes() }
+      const u = process.cpuUsage()
+      return { connections: adapter.connections(), queuedBytes: adapter.queuedBytes(), cpuUs: u.user + u.system }
     },
 
     // A: back-to-back broadcasts for durationMs. Each event-loop turn sends a
@@ -228,6 +264,63 @@ export function serve(adapter) {
         broadcasts: sent, planned: rounds * streams, rounds, elapsedMs, maxLateMs, pausedTurns: paused,
         maxQueuedBytes: maxQ, cpuMs: cpuNow() - cpu0, targetPerSec: streams * chunksPerSec,
         achievedPerSec: sent / (elapsedMs / 1000),
+      }
+    },
+
+    // F: a producer that paces at the cap, like real ones do: back to back
+    // (bursts as in A), pausing 1 ms only while the largest per-connection
+    // backlog (backlogBytes(), nothing else: not pendingBroadcasts) is at or
+    // over capBytes. Every broadcast() is timed with hrtime into a histogram
+    // allocated up front, so the measurement itself does not grow the RSS.
+    // longestStallMs: the longest the producer waited for the event loop to
+    // come back (less the 1 ms of a pause), i.e. work a server does on the JS
+    // thread outside broadcast() (uWS writes what publish() corked there).
+    async pace({ durationMs = 5000, capBytes = 1024 * 1024, maxBurst = 32, burstMs = 5, channel = 'files', slowMs = 5 }) {
+      const backlog = adapter.backlogBytes ?? adapter.queuedBytes
+      const hist = new DurationHist()
+      const stats0 = adapter.stats?.()
+      const t0 = performance.now()
+      const end = t0 + durationMs
+      const cpu0 = cpuNow()
+      const slowNs = BigInt(Math.round(slowMs * 1e6))
+      let n = 0, paused = 0, turns = 0, maxQ = 0, maxNs = 0n, maxAtMs = 0, slowCalls = 0, stall = 0
+      while (performance.now() < end) {
+        turns++
+        const q = backlog()
+        if (q > maxQ) maxQ = q
+        if (q >= capBytes) {
+          paused++
+          const w = performance.now()
+          await backoff()
+          stall = Math.max(stall, performance.now() - w - 1)
+          continue
+        }
+        const stop = performance.now() + burstMs
+        let b = 0
+        do {
+          const data = fileChangedData(n)
+          const a = process.hrtime.bigint()
+          adapter.broadcast(channel, data)
+          const d = process.hrtime.bigint() - a
+          n++
+          b++
+          hist.add(Number(d) / 1e3)
+          if (d > maxNs) { maxNs = d; maxAtMs = performance.now() - t0 }
+          if (d >= slowNs) slowCalls++
+        } while (b < maxBurst && performance.now() < stop)
+        const w = performance.now()
+        await tick()
+        stall = Math.max(stall, performance.now() - w)
+      }
+      const elapsedMs = performance.now() - t0
+      return {
+        broadcasts: n, elapsedMs, turns, pausedTurns: paused, maxQueuedBytes: maxQ, capBytes, longestStallMs: stall,
+        cpuMs: cpuNow() - cpu0,
+        longestCallMs: Number(maxNs) / 1e6, longestCallAtMs: maxAtMs,
+        callP50Us: hist.quantile(0.5), callP99Us: hist.quantile(0.99), callP999Us: hist.quantile(0.999),
+        callsOverSlowMs: slowCalls, slowMs,
+        rssEnd: process.memoryUsage.rss(),
+        stats: stats0 ? { before: stats0, after: adapter.stats() } : undefined,
       }
     },
   }

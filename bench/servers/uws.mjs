@@ -17,8 +17,9 @@ const app = uWS.App().ws('/*', {
   compression: uWS.DISABLED,
   maxPayloadLength: 64 * 1024,
   // uWS silently skips a subscriber whose backlog exceeds maxBackpressure
-  // while publishing; the producer paces at 64 KiB so this cap (the same
-  // 1 MiB as cluso-ws's default) is never the limit.
+  // while publishing; scenarios A-E pace at 64 KiB so this cap (the same
+  // 1 MiB as cluso-ws's default) is never the limit there. Scenario F paces
+  // at 1 MiB on purpose: what uWS skips shows in F's delivered ratio.
   maxBackpressure: 1024 * 1024,
   idleTimeout: 120,
   open(ws) {
