@@ -11,14 +11,15 @@ export const addonVersion = require('../../package.json').version
 const EVENT_BYTES = 256
 
 /**
- * Pacing signal for native sockets: the largest per-connection outbound
- * queue (`getStats().maxQueuedBytes`) plus the broadcasts still waiting for
- * the fan-out task (`pendingBroadcasts`) or, in cluster mode, for Redis
- * (`clusterQueued`), which will land in every queue.
+ * Pacing signal for native sockets, as the README's "Pacing a producer" reads it: the
+ * largest per-connection backlog the kernel refused (`getStats().maxQueuedBytes`) plus
+ * the broadcasts still waiting for the fan-out task (`pendingBroadcastBytes`) or, in
+ * cluster mode, for Redis (`clusterQueued`), which will land in every queue.
  */
 export function nativeQueued(manager) {
   const s = manager.getStats()
-  return (s.maxQueuedBytes ?? 0) + ((s.pendingBroadcasts ?? 0) + (s.clusterQueued ?? 0)) * EVENT_BYTES
+  const pending = s.pendingBroadcastBytes ?? (s.pendingBroadcasts ?? 0) * EVENT_BYTES
+  return (s.maxQueuedBytes ?? 0) + pending + (s.clusterQueued ?? 0) * EVENT_BYTES
 }
 
 /**
@@ -33,6 +34,7 @@ export function clusoStats(manager) {
   return {
     connections: s.connections, broadcasts: s.broadcasts, messagesSent: s.messagesSent, sendFailures: s.sendFailures,
     slowConsumerDisconnects: s.slowConsumerDisconnects, maxQueuedBytes: s.maxQueuedBytes, pendingBroadcasts: s.pendingBroadcasts,
+    pendingBroadcastBytes: s.pendingBroadcastBytes, droppedBroadcasts: s.droppedBroadcasts,
   }
 }
 
