@@ -112,7 +112,7 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         &mut out,
         "cluso_ws_queued_bytes_max",
         gauge,
-        "Bytes queued by the fullest native connection, rounded up by at most 1/8.",
+        "Bytes waiting for the fullest native connection: refused by the kernel (rounded up by at most 1/8) plus broadcasts not yet handed out.",
     )
     .sample(gauges.max_queued_bytes as u64);
     Family::new(
@@ -285,7 +285,7 @@ cluso_ws_channels 1
 # HELP cluso_ws_subscriptions Connection-channel subscription pairs.
 # TYPE cluso_ws_subscriptions gauge
 cluso_ws_subscriptions 3
-# HELP cluso_ws_queued_bytes_max Bytes queued by the fullest native connection, rounded up by at most 1/8.
+# HELP cluso_ws_queued_bytes_max Bytes waiting for the fullest native connection: refused by the kernel (rounded up by at most 1/8) plus broadcasts not yet handed out.
 # TYPE cluso_ws_queued_bytes_max gauge
 cluso_ws_queued_bytes_max 94
 # HELP cluso_ws_pending_broadcast_bytes Payload bytes of broadcasts waiting for the native fan-out (bounded by maxPendingBroadcastBytes).

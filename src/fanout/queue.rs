@@ -52,9 +52,11 @@ const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 /// lock and wake-up, few enough that one run does not hold the delivery turn for long.
 const MAX_RUN: usize = 64;
 
-/// Outbox pushes one run may make: a run of broadcasts to a channel with many subscribers
-/// is shortened so the delivery turn is never held for long (a few hundred microseconds).
-const MAX_PUSHES_PER_RUN: usize = 4096;
+/// Frames one run may hand out: a run of broadcasts to a channel with many subscribers is
+/// shortened so one pass over them stays within a few tens of milliseconds. Producers never
+/// wait for the turn, so the bound is about memory held by a run, not about their latency;
+/// within it, the longer the run the more frames each subscriber gets per `writev`.
+const MAX_PUSHES_PER_RUN: usize = 64 * 1024;
 
 /// A native connection as the delivery index knows it.
 #[derive(Debug, Clone)]

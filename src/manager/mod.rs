@@ -370,7 +370,10 @@ impl Manager {
         let (pending_broadcasts, pending_broadcast_bytes) = self.fanout.backlog();
         Gauges {
             counts: self.read().counts(),
-            max_queued_bytes: self.queue_gauge.max(),
+            // What waits for the fan-out task will land in subscribers' outboxes: a producer
+            // pacing on this value (as on `ws`' bufferedAmount) slows down whether the
+            // readers or the fan-out are behind.
+            max_queued_bytes: self.queue_gauge.max() + pending_broadcast_bytes,
             pending_broadcasts,
             pending_broadcast_bytes,
         }
