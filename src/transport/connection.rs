@@ -272,11 +272,15 @@ async fn on_message(
             return None;
         }
         Incoming::Ping(payload) => {
-            // A ping flood counts against the rate like any message.
-            if let Handled::Close(code) = manager.rate_check(id, bucket) {
-                return Some(End::Closing(code));
+            // A ping flood counts against the rate like any message; a refused ping gets
+            // no pong, so a flood cannot make the server write.
+            match manager.rate_check(id, bucket) {
+                Handled::Close(code) => return Some(End::Closing(code)),
+                Handled::Nothing => {
+                    peer.outbox.push_control(Frame::pong(payload));
+                }
+                _ => {}
             }
-            peer.outbox.push_control(Frame::pong(payload));
             return None;
         }
         Incoming::Close(code) => {
