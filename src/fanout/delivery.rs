@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use smallvec::SmallVec;
@@ -93,11 +94,8 @@ pub(super) fn apply(index: &mut DeliveryIndex, job: Job, stats: &Stats) {
             if !replay.is_empty() {
                 let count = replay.len() as u64;
                 let bytes: usize = replay.iter().map(|text| text.len()).sum();
-                if member
-                    .outbox
-                    .push_replay(replay.into_iter().map(Frame::text))
-                    == Push::Queued
-                {
+                let frames: Vec<Frame> = replay.into_iter().map(Frame::text).collect();
+                if member.outbox.push_replay(&frames) == Push::Queued {
                     stats.record_sent(count, bytes as u64);
                 }
             }
@@ -182,11 +180,23 @@ fn fanout_threads() -> usize {
     })
 }
 
+/// How long a fan-out thread writes before it offers its core to another thread.
+const YIELD_EVERY: Duration = Duration::from_micros(500);
+
 fn push_to<'a>(members: impl Iterator<Item = &'a Member>, frames: &[Frame], stats: &Stats) {
-    for member in members {
+    let mut since_yield = Instant::now();
+    for (count, member) in members.enumerate() {
         if member.outbox.push_all(frames) == Push::OverCap {
             stats.record_slow_consumer();
             warn!(conn_id = &*member.id, "slow consumer disconnected");
+        }
+        // Where the fan-out shares a core with Node's thread (one core, or a busy machine),
+        // a broadcast() made meanwhile waits for this thread's time slice — milliseconds.
+        // Yielding every half millisecond bounds that wait; with a core to itself the
+        // call returns at once.
+        if count % 64 == 63 && since_yield.elapsed() >= YIELD_EVERY {
+            std::thread::yield_now();
+            since_yield = Instant::now();
         }
     }
 }

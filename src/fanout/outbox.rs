@@ -82,6 +82,53 @@ pub enum Flushed {
 /// Frames per `writev`: a run of broadcasts leaves in one call.
 const MAX_FRAMES_PER_WRITE: usize = 64;
 
+/// How far a direct write got: whole frames, then bytes of the next one.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    whole: usize,
+    of_next: usize,
+}
+
+/// Writes `frames` into the socket as far as it takes them now, up to
+/// [`MAX_FRAMES_PER_WRITE`] frames per `writev`.
+fn write_frames(socket: &TcpStream, frames: &[Frame]) -> io::Result<Sent> {
+    const NO_BYTES: &[u8] = &[];
+    let mut sent = Sent::default();
+    while sent.whole < frames.len() {
+        let batch = &frames[sent.whole..frames.len().min(sent.whole + MAX_FRAMES_PER_WRITE)];
+        let mut slices = [IoSlice::new(NO_BYTES); 2 * MAX_FRAMES_PER_WRITE];
+        let mut count = 0;
+        let mut skip = sent.of_next;
+        for frame in batch {
+            for part in frame.unsent(skip) {
+                if !part.is_empty() {
+                    slices[count] = IoSlice::new(part);
+                    count += 1;
+                }
+            }
+            skip = 0;
+        }
+        let mut written = match socket.try_write_vectored(&slices[..count]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => written,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        for frame in batch {
+            let left = frame.len() - sent.of_next;
+            if written < left {
+                sent.of_next += written;
+                return Ok(sent);
+            }
+            written -= left;
+            sent.whole += 1;
+            sent.of_next = 0;
+        }
+    }
+    Ok(sent)
+}
+
 #[derive(Debug)]
 struct Waiting {
     frame: Frame,
@@ -242,8 +289,7 @@ impl Outbox {
         match self.counted(state, |state| state.unsent.write_to(&socket)) {
             Ok(()) => false,
             Err(_) => {
-                state.closed = Some(CloseReason::Gone);
-                self.counted(state, |state| state.unsent.abandon());
+                self.close_gone(state);
                 true
             }
         }
@@ -251,54 +297,83 @@ impl Outbox {
 
     /// One data message, counted against the cap.
     pub fn push(&self, frame: Frame) -> Push {
-        self.push_frames(std::iter::once(frame), true)
+        self.push_frames(std::slice::from_ref(&frame), true)
     }
 
     /// Data messages, all or none (only a closed outbox refuses), counted against the cap.
     pub fn push_all(&self, frames: &[Frame]) -> Push {
-        self.push_frames(frames.iter().cloned(), true)
+        self.push_frames(frames, true)
     }
 
     /// A resume replay: written in order with everything else but not counted against the
     /// cap — it is bounded by the history and the client asked for it.
-    pub fn push_replay(&self, frames: impl Iterator<Item = Frame>) -> Push {
+    pub fn push_replay(&self, frames: &[Frame]) -> Push {
         self.push_frames(frames, false)
     }
 
     /// A control frame (ping, pong): never refused for size.
     pub fn push_control(&self, frame: Frame) -> Push {
-        self.push_frames(std::iter::once(frame), false)
+        self.push_frames(std::slice::from_ref(&frame), false)
     }
 
-    fn push_frames(&self, frames: impl Iterator<Item = Frame>, capped: bool) -> Push {
+    fn push_frames(&self, frames: &[Frame], capped: bool) -> Push {
         let mut state = self.lock();
         if state.closed.is_some() {
             return Push::Closed;
         }
         let idle = state.unsent.frames.is_empty();
+        // Nothing waits: write straight from the caller's frames, and queue (clone) only
+        // what the kernel refused. Behind frames already waiting a write would only fail;
+        // the task, told when the first of them was refused, writes them all when the
+        // socket has room.
+        let mut sent = Sent::default();
+        if idle {
+            if let Some(socket) = state.socket.as_deref() {
+                match write_frames(socket, frames) {
+                    Ok(progress) => sent = progress,
+                    Err(_) => {
+                        self.close_gone(&mut state);
+                        drop(state);
+                        self.tell_task();
+                        return Push::Closed;
+                    }
+                }
+            }
+        }
+        if sent.whole == frames.len() {
+            return Push::Queued;
+        }
         self.counted(&mut state, |state| {
-            for frame in frames {
+            let rest = &frames[sent.whole..];
+            for frame in rest {
                 if capped {
                     state.unsent.capped_bytes += frame.len();
                 }
-                state.unsent.frames.push_back(Waiting { frame, capped });
+                state.unsent.frames.push_back(Waiting {
+                    frame: frame.clone(),
+                    capped,
+                });
             }
+            if capped {
+                state.unsent.capped_bytes -= sent.of_next;
+            }
+            state.unsent.written_of_first += sent.of_next;
         });
-        // Behind frames already waiting a write would only fail; the task, told when the
-        // first of them was refused, writes them all when the socket has room.
-        let failed = idle && self.write_locked(&mut state);
-        let pushed = if failed {
-            Push::Closed
-        } else {
-            self.check_cap(&mut state)
-        };
-        // The task wakes only for news: frames now wait where none did, or a close.
-        let news = pushed != Push::Queued || (idle && !state.unsent.frames.is_empty());
+        let pushed = self.check_cap(&mut state);
+        // The task wakes only for news: frames now wait where none did, or a cut.
+        let news = pushed != Push::Queued || idle;
         drop(state);
         if news {
             self.tell_task();
         }
         pushed
+    }
+
+    /// The socket failed: nothing more can be written.
+    fn close_gone(&self, state: &mut State) {
+        state.closed = Some(CloseReason::Gone);
+        self.counted(state, |state| state.unsent.abandon());
+        state.socket = None;
     }
 
     /// Cuts the connection off when the kernel refused more than the cap.

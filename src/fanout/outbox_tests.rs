@@ -47,7 +47,10 @@ fn the_byte_crossing_the_cap_cuts_the_connection_and_drops_what_waits() {
 #[test]
 fn replays_and_control_frames_bypass_the_cap_but_live_messages_after_them_do_not() {
     let outbox = Outbox::new(wire(10));
-    assert_eq!(outbox.push_replay((0..5).map(|_| text(8))), Push::Queued);
+    assert_eq!(
+        outbox.push_replay(&(0..5).map(|_| text(8)).collect::<Vec<_>>()),
+        Push::Queued
+    );
     assert_eq!(outbox.push_control(Frame::ping()), Push::Queued);
     assert_eq!(
         outbox.queued_bytes(),
@@ -56,7 +59,7 @@ fn replays_and_control_frames_bypass_the_cap_but_live_messages_after_them_do_not
     );
     assert_eq!(outbox.push(text(10)), Push::Queued);
     assert_eq!(outbox.push(text(1)), Push::OverCap);
-    assert_eq!(outbox.push_replay(std::iter::once(text(1))), Push::Closed);
+    assert_eq!(outbox.push_replay(&[text(1)]), Push::Closed);
 }
 
 #[tokio::test]
