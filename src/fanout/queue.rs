@@ -287,6 +287,26 @@ impl FanOut {
         }
     }
 
+    /// Applies queued jobs for about `budget` (at least one run); returns `false` once the
+    /// queue is empty (and `drained()` is told), `true` when the budget ran out first.
+    /// The fan-out task yields to the runtime between calls, so a long backlog never holds
+    /// a worker thread: connection tasks woken on that thread (to write what their socket
+    /// refused) run between runs instead of after the whole backlog.
+    pub fn apply_for(&self, stats: &Stats, budget: std::time::Duration) -> bool {
+        let started = Instant::now();
+        loop {
+            let mut index = lock(&self.turn);
+            if self.apply_next(&mut index, stats, MAX_RUN) == 0 {
+                return false;
+            }
+            drop(index);
+            if started.elapsed() >= budget {
+                // Perhaps none remain: the next call finds out, and tells `drained()`.
+                return true;
+            }
+        }
+    }
+
     /// Waits until a job may be waiting.
     pub async fn wait(&self) {
         let notified = self.wake.notified();

@@ -321,3 +321,26 @@ fn a_broadcast_to_thousands_of_subscribers_reaches_each_once_in_order() {
         );
     }
 }
+
+#[test]
+fn applying_in_slices_reaches_every_job_in_order_and_reports_the_end() {
+    let outbox = Arc::new(Outbox::new(1 << 30));
+    let fanout = FanOut::default();
+    let stats = Stats::default();
+    fanout.submit(subscribe(member(1, &outbox)), &stats);
+    for index in 0..1000 {
+        fanout.submit(broadcast(&index.to_string()), &stats);
+    }
+    let mut slices = 0;
+    while fanout.apply_for(&stats, std::time::Duration::ZERO) {
+        slices += 1;
+        assert!(slices <= 1001, "every slice applies at least one run");
+    }
+    assert!(slices > 1, "a zero budget ends each slice after one run");
+    assert!(fanout.is_idle());
+    let received: Vec<usize> = crate::fanout::outbox::queued_texts_now(&outbox)
+        .iter()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    assert_eq!(received, (0..1000).collect::<Vec<_>>());
+}

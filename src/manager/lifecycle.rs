@@ -138,7 +138,8 @@ impl Manager {
             .spawn_on(task, &crate::runtime::handle());
     }
 
-    /// Starts the task that applies the ordered path's jobs, once.
+    /// Starts the task that applies the ordered path's jobs, once. It works in slices of
+    /// [`FANOUT_SLICE`] and yields to the runtime between them.
     pub(super) fn ensure_fanout_task(&self) {
         if self.lifecycle.fanout_started.swap(true, Ordering::AcqRel) {
             return;
@@ -150,7 +151,11 @@ impl Manager {
         crate::runtime::handle().spawn(async move {
             loop {
                 tokio::select! {
-                    () = fanout.wait() => { fanout.drain(&stats); }
+                    () = fanout.wait() => {
+                        while fanout.apply_for(&stats, FANOUT_SLICE) {
+                            tokio::task::yield_now().await;
+                        }
+                    }
                     () = token.cancelled() => break,
                 }
             }
@@ -198,6 +203,9 @@ impl Manager {
         self.lifecycle.state.store(CLOSED, Ordering::Release);
     }
 }
+
+/// How long the fan-out task applies jobs before it lets the runtime run other tasks.
+const FANOUT_SLICE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A peer that does not read cannot take its close frame: after [`SHUTDOWN_DRAIN`] its
 /// connection is dropped, so shutdown ends whatever the peers do. Weak references: a
