@@ -8,9 +8,16 @@ use std::sync::OnceLock;
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
-/// Worker threads: fan-out and socket I/O are the work; two threads saturate the two cores
-/// this is built for without contending with Node's own thread.
-const WORKER_THREADS: usize = 2;
+/// Worker threads at most: fan-out and socket I/O are the work; two threads saturate the two
+/// cores this is built for without contending with Node's own thread. A process that may use
+/// one core only (CPU affinity, cgroup quota) gets one: a second would only take turns with
+/// the first and with Node's thread, and every turn it takes is time a `broadcast()` call
+/// waits for the core.
+const MAX_WORKER_THREADS: usize = 2;
+
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get().min(MAX_WORKER_THREADS))
+}
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
@@ -35,7 +42,7 @@ pub fn handle() -> Handle {
     RUNTIME
         .get_or_init(|| {
             Builder::new_multi_thread()
-                .worker_threads(WORKER_THREADS)
+                .worker_threads(worker_threads())
                 .thread_name("cluso-ws")
                 .on_thread_start(yield_to_javascript)
                 .enable_all()
