@@ -32,6 +32,12 @@ impl RecordKey {
         self.0
     }
 
+    /// The key [`RecordKey::as_u64`] gave (a key handed to JavaScript and back). A number
+    /// that was never a key names no record.
+    pub fn from_u64(key: u64) -> Self {
+        Self(key)
+    }
+
     #[cfg(test)]
     pub(crate) fn for_tests(key: u64) -> Self {
         Self(key)
