@@ -12,9 +12,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use indexmap::IndexSet;
-
 use crate::fanout::outbox::Outbox;
+
+mod channel_set;
+
+pub use channel_set::ChannelSet;
 
 /// The application-visible connection id (`conn-…` or whatever `addConnection` was given).
 pub type ConnectionId = Arc<str>;
@@ -67,11 +69,11 @@ pub struct Connection {
     /// Position in iteration order: kept when a record is replaced under the same id, as a
     /// JavaScript `Map.set` on an existing key keeps its position.
     order: u64,
-    pub channels: IndexSet<Arc<str>>,
-    /// The channels the client itself subscribed to through the protocol: what
-    /// `maxSubscriptionsPerConnection` limits (the server's own `subscribe()` calls are not
-    /// counted against it).
-    pub client_channels: IndexSet<Arc<str>>,
+    /// Its channels in subscription order, each marked with whether the client itself
+    /// subscribed to it through the protocol: what `maxSubscriptionsPerConnection` limits
+    /// (the server's own `subscribe()` calls are not counted against it). Changed only by
+    /// the registry, which keeps the channel index in step.
+    pub channels: ChannelSet,
     /// Answered the last health-check ping (or has not been pinged yet).
     pub alive: bool,
     pub transport: Transport,
@@ -169,8 +171,7 @@ impl Registry {
             id: Arc::clone(&id),
             key,
             order,
-            channels: IndexSet::new(),
-            client_channels: IndexSet::new(),
+            channels: ChannelSet::default(),
             alive: true,
             transport,
             meta: None,
@@ -189,7 +190,7 @@ impl Registry {
         if native {
             self.native_connections -= 1;
         }
-        for channel in &connection.channels {
+        for channel in connection.channels.iter() {
             self.detach_subscriber(channel, connection.order, native);
         }
         Some(connection)
@@ -221,17 +222,16 @@ impl Registry {
         if connection.channels.contains(channel) {
             return SubscribeOutcome::AlreadySubscribed;
         }
-        if limit.is_some_and(|limit| connection.client_channels.len() >= limit) {
+        if limit.is_some_and(|limit| connection.channels.client_len() >= limit) {
             return SubscribeOutcome::LimitReached;
         }
         let channel: Arc<str> = self
             .channels
             .get_key_value(channel)
             .map_or_else(|| Arc::from(channel), |(name, _)| Arc::clone(name));
-        connection.channels.insert(Arc::clone(&channel));
-        if limit.is_some() {
-            connection.client_channels.insert(Arc::clone(&channel));
-        }
+        connection
+            .channels
+            .insert(Arc::clone(&channel), limit.is_some());
         let subscriber = Subscriber {
             id: Arc::clone(&connection.id),
             key: connection.key,
@@ -269,8 +269,7 @@ impl Registry {
         let Some(connection) = self.connections.get_mut(id) else {
             return false;
         };
-        connection.client_channels.shift_remove(channel);
-        if !connection.channels.shift_remove(channel) {
+        if !connection.channels.remove(channel) {
             return false;
         }
         let (order, native) = (connection.order, connection.transport.is_native());

@@ -235,7 +235,7 @@ impl Manager {
         let state = self.read().get(id).map(|c| {
             (
                 c.channels.contains(channel.as_str()),
-                c.client_channels.len() >= limit,
+                c.channels.client_len() >= limit,
                 c.meta.clone(),
             )
         });
