@@ -1,16 +1,28 @@
 // lib/fanout.js on its own: the channel → sockets index the addon keeps in step with its
 // registry, the per-broadcast loop, and the slow-consumer cut (maxBufferedBytesPerConnection).
+import { EventEmitter } from 'node:events'
 import { createRequire } from 'node:module'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 
 const require = createRequire(import.meta.url)
 const { createJsFanOut, CLOSE_SLOW_CONSUMER, CUT_GRACE_MS } = require('../lib/fanout.js') as {
-  createJsFanOut: (onSendError: (id: string | undefined, error: unknown) => void, options?: { maxBufferedBytes?: number }) => FanOut
+  createJsFanOut: (
+    onSendError: (id: string | undefined, error: unknown) => void,
+    options?: { maxBufferedBytes?: number; hooks?: Hooks },
+  ) => FanOut
   CLOSE_SLOW_CONSUMER: number
   CUT_GRACE_MS: number
 }
 
+interface Hooks {
+  pong(key: number): void
+  close(key: number): void
+  error(id: string, error: unknown): void
+  message(key: number, data: unknown): void
+}
+
 interface FanOut {
+  track(ws: unknown, key: number, id: string, protocol: boolean): void
   envelope(channel: string, data: unknown, timestamp: string): string
   add(channel: string, key: number, ws: unknown, id: string): void
   remove(channel: string, key: number): void
@@ -49,6 +61,95 @@ function sock(init: Partial<Pick<Sock, 'readyState' | 'bufferedAmount'>> = {}): 
 
 afterEach(() => {
   vi.useRealTimers()
+})
+
+describe('lib/fanout.js: track()', () => {
+  function recorder() {
+    const calls: unknown[][] = []
+    const hooks: Hooks = {
+      pong: (key) => calls.push(['pong', key]),
+      close: (key) => calls.push(['close', key]),
+      error: (id, error) => calls.push(['error', id, error]),
+      message: (key, data) => calls.push(['message', key, data]),
+    }
+    return { calls, hooks }
+  }
+
+  it("hands each socket's events to the hooks with its key (error with its id)", () => {
+    const { calls, hooks } = recorder()
+    const f = createJsFanOut(() => {}, { hooks })
+    const a = new EventEmitter()
+    const b = new EventEmitter()
+    f.track(a, 1, 'a', true)
+    f.track(b, 2, 'b', false)
+    const boom = new Error('boom')
+    a.emit('pong')
+    a.emit('message', 'hi', false)
+    a.emit('error', boom)
+    a.emit('close', 1000, Buffer.alloc(0))
+    b.emit('pong')
+    b.emit('message', 'ignored')
+    expect(calls).toEqual([
+      ['pong', 1],
+      ['message', 1, 'hi'],
+      ['error', 'a', boom],
+      ['close', 1],
+      ['pong', 2],
+    ])
+    // 'message' only with protocol (handleConnection)
+    expect(b.listenerCount('message')).toBe(0)
+  })
+
+  it('installs plain closures that need no `this` (a mock may call them detached)', () => {
+    const { calls, hooks } = recorder()
+    const f = createJsFanOut(() => {}, { hooks })
+    const handlers: Record<string, (...args: unknown[]) => void> = {}
+    const fire = (event: string, ...args: unknown[]) => {
+      const listener = handlers[event]
+      if (listener === undefined) throw new Error(`no '${event}' listener`)
+      listener(...args)
+    }
+    f.track({ on: (event: string, fn: () => void) => (handlers[event] = fn) }, 7, 'x', true)
+    fire('pong')
+    fire('close')
+    expect(calls).toEqual([
+      ['pong', 7],
+      ['close', 7],
+    ])
+  })
+
+  it('lets what on() throws reach the caller', () => {
+    const f = createJsFanOut(() => {}, { hooks: recorder().hooks })
+    const boom = new Error('no listeners here')
+    expect(() =>
+      f.track(
+        {
+          on() {
+            throw boom
+          },
+        },
+        1,
+        'a',
+        false,
+      ),
+    ).toThrow(boom)
+  })
+
+  it("reports a tracked subscriber's send error with the id it was tracked under", () => {
+    const errors: [string | undefined, unknown][] = []
+    const f = createJsFanOut((id, error) => errors.push([id, error]), { hooks: recorder().hooks })
+    const boom = new Error('boom')
+    const ws = Object.assign(new EventEmitter(), {
+      readyState: 1,
+      send() {
+        throw boom
+      },
+    })
+    f.track(ws, 1, 'conn-1', false)
+    f.add('files', 1, ws, 'conn-1')
+    expect(f.sendAll('files', 'x')).toBe(1)
+    expect(errors).toEqual([['conn-1', boom]])
+  })
 })
 
 describe('lib/fanout.js: the index', () => {

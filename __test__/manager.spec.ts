@@ -144,6 +144,43 @@ describe('WebSocketManager', () => {
       expect(ws.listenerCount('pong')).toBeGreaterThan(0)
       expect(ws.listenerCount('close')).toBeGreaterThan(0)
     })
+
+    it('listens with plain JavaScript closures, not a native function per socket', () => {
+      // A native function per socket and event cost ~3 KB per connection (issue 12).
+      const m = newManager()
+      const ws = mockSocket()
+      m.handleConnection(asWs(ws), '/')
+      for (const event of ['pong', 'close', 'error', 'message']) {
+        const [listener] = ws.listeners(event)
+        expect(Function.prototype.toString.call(listener)).not.toContain('[native code]')
+      }
+    })
+
+    it('works with a socket that calls its listeners detached (no `this`)', () => {
+      const m = newManager()
+      const handlers: Record<string, (...args: unknown[]) => void> = {}
+      const fire = (event: string, ...args: unknown[]) => {
+        const listener = handlers[event]
+        if (listener === undefined) throw new Error(`no '${event}' listener`)
+        listener(...args)
+      }
+      const ws = {
+        readyState: 1,
+        send: vi.fn(),
+        on(event: string, listener: (...args: unknown[]) => void) {
+          handlers[event] = listener
+        },
+      }
+      m.handleConnection(asWs(ws), '/')
+      const [id] = m.getConnections().keys()
+      fire('message', Buffer.from('{"type":"subscribe","channel":"files"}'), false)
+      expect(m.getSubscribers('files')).toEqual([id])
+      fire('pong')
+      fire('error', new Error('boom'))
+      fire('close', 1000, Buffer.alloc(0))
+      expect(m.getConnections().size).toBe(0)
+      expect(m.getSubscribers('files')).toEqual([])
+    })
   })
 
   describe('#removeConnection', () => {

@@ -4,6 +4,12 @@
 // JavaScript socket calls add() / remove() / forget() here. A broadcast then costs one call
 // into JavaScript, sendAll(), instead of one crossing per subscriber: a JIT-compiled loop
 // iteration is far cheaper than a call from Rust into JavaScript.
+//
+// track() installs a socket's event listeners. They are ordinary closures made here, which
+// call the manager's one set of native hooks with the socket's record key: a native
+// function made per socket would cost far more memory (each is a function template of its
+// own in V8, with its own maps and prototype, plus native bookkeeping) than the original
+// module's closures.
 
 const OPEN = 1
 const CLOSED = 3
@@ -20,17 +26,28 @@ const SLOW_CONSUMER_REASON = 'slow consumer'
 const CUT_GRACE_MS = 1000
 
 /**
+ * @typedef {object} SocketHooks the manager's handlers of its sockets' events
+ * @property {(key: number) => void} pong
+ * @property {(key: number) => void} close
+ * @property {(id: string, error: unknown) => void} error
+ * @property {(key: number, data: unknown) => void} message
+ */
+
+/**
  * @param {(id: string | undefined, error: unknown) => void} onSendError
  *   told when a socket's send(), close() or terminate() throws
- * @param {{ maxBufferedBytes?: number }} [options]
+ * @param {{ maxBufferedBytes?: number, hooks?: SocketHooks }} [options]
  *   maxBufferedBytes: a socket whose `bufferedAmount` exceeds it when a broadcast reaches
  *   it is cut (closed with 4008) instead of sent to. Sockets without a numeric
- *   `bufferedAmount` (mocks) are never cut.
+ *   `bufferedAmount` (mocks) are never cut. hooks: what track()'s listeners call.
  */
 function createJsFanOut(onSendError, options = {}) {
   const maxBufferedBytes = options.maxBufferedBytes ?? Infinity
+  const hooks = options.hooks
   const channels = new Map() // channel -> Map<record key, ws>
-  const ids = new Map() // record key -> connection id, for error reports
+  // record key -> connection id, for error reports: of every tracked socket, and of every
+  // subscriber. One string per socket, shared with its listeners.
+  const ids = new Map()
 
   function forget(key) {
     ids.delete(key)
@@ -65,6 +82,16 @@ function createJsFanOut(onSendError, options = {}) {
   }
 
   return {
+    // Listens on `ws` for 'pong', 'close' and 'error' and, with `protocol` (handleConnection),
+    // 'message', as the original module did; each listener hands the event to the hooks.
+    // What ws.on() throws reaches the caller.
+    track(ws, key, id, protocol) {
+      ids.set(key, id)
+      ws.on('pong', () => hooks.pong(key))
+      ws.on('close', () => hooks.close(key))
+      ws.on('error', (error) => hooks.error(id, error))
+      if (protocol) ws.on('message', (data) => hooks.message(key, data))
+    },
     // The original module's envelope, byte for byte (toJSON sees the key 'data').
     envelope(channel, data, timestamp) {
       return JSON.stringify({ type: 'event', channel, data, timestamp })
@@ -76,7 +103,8 @@ function createJsFanOut(onSendError, options = {}) {
         channels.set(channel, subscribers)
       }
       subscribers.set(key, ws)
-      ids.set(key, id)
+      // A key's id never changes: keep the string already held (track's).
+      if (!ids.has(key)) ids.set(key, id)
     },
     remove(channel, key) {
       const subscribers = channels.get(channel)

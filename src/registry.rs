@@ -12,9 +12,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use indexmap::IndexMap;
-
 use crate::fanout::outbox::Outbox;
+
+mod channel_set;
+
+pub use channel_set::ChannelSet;
 
 /// The application-visible connection id (`conn-…` or whatever `addConnection` was given).
 pub type ConnectionId = Arc<str>;
@@ -30,6 +32,12 @@ impl RecordKey {
 
     pub fn as_u64(self) -> u64 {
         self.0
+    }
+
+    /// The key [`RecordKey::as_u64`] gave (a key handed to JavaScript and back). A number
+    /// that was never a key names no record.
+    pub fn from_u64(key: u64) -> Self {
+        Self(key)
     }
 
     #[cfg(test)]
@@ -61,13 +69,11 @@ pub struct Connection {
     /// Position in iteration order: kept when a record is replaced under the same id, as a
     /// JavaScript `Map.set` on an existing key keeps its position.
     order: u64,
-    /// The connection's channels in subscription order; `true` for those the client itself
-    /// subscribed to through the protocol.
-    pub channels: IndexMap<Arc<str>, bool>,
-    /// How many of them the client subscribed to itself: what
-    /// `maxSubscriptionsPerConnection` limits (the server's own `subscribe()` calls are not
-    /// counted against it).
-    pub client_channels: usize,
+    /// Its channels in subscription order, each marked with whether the client itself
+    /// subscribed to it through the protocol: what `maxSubscriptionsPerConnection` limits
+    /// (the server's own `subscribe()` calls are not counted against it). Changed only by
+    /// the registry, which keeps the channel index in step.
+    pub channels: ChannelSet,
     /// Answered the last health-check ping (or has not been pinged yet).
     pub alive: bool,
     pub transport: Transport,
@@ -165,8 +171,7 @@ impl Registry {
             id: Arc::clone(&id),
             key,
             order,
-            channels: IndexMap::new(),
-            client_channels: 0,
+            channels: ChannelSet::default(),
             alive: true,
             transport,
             meta: None,
@@ -185,7 +190,7 @@ impl Registry {
         if native {
             self.native_connections -= 1;
         }
-        for channel in connection.channels.keys() {
+        for channel in connection.channels.iter() {
             self.detach_subscriber(channel, connection.order, native);
         }
         Some(connection)
@@ -214,10 +219,10 @@ impl Registry {
         let Some(connection) = self.connections.get_mut(id) else {
             return SubscribeOutcome::UnknownConnection;
         };
-        if connection.channels.contains_key(channel) {
+        if connection.channels.contains(channel) {
             return SubscribeOutcome::AlreadySubscribed;
         }
-        if limit.is_some_and(|limit| connection.client_channels >= limit) {
+        if limit.is_some_and(|limit| connection.channels.client_len() >= limit) {
             return SubscribeOutcome::LimitReached;
         }
         let channel: Arc<str> = self
@@ -227,7 +232,6 @@ impl Registry {
         connection
             .channels
             .insert(Arc::clone(&channel), limit.is_some());
-        connection.client_channels += usize::from(limit.is_some());
         let subscriber = Subscriber {
             id: Arc::clone(&connection.id),
             key: connection.key,
@@ -265,10 +269,9 @@ impl Registry {
         let Some(connection) = self.connections.get_mut(id) else {
             return false;
         };
-        let Some(by_client) = connection.channels.shift_remove(channel) else {
+        if !connection.channels.remove(channel) {
             return false;
-        };
-        connection.client_channels -= usize::from(by_client);
+        }
         let (order, native) = (connection.order, connection.transport.is_native());
         self.detach_subscriber(channel, order, native);
         true
@@ -311,7 +314,7 @@ impl Registry {
     pub fn channels_of(&self, id: &str) -> Vec<Arc<str>> {
         self.connections
             .get(id)
-            .map(|connection| connection.channels.keys().cloned().collect())
+            .map(|connection| connection.channels.iter().cloned().collect())
             .unwrap_or_default()
     }
 

@@ -43,11 +43,12 @@ pub struct JsSockets {
 }
 
 impl JsSockets {
-    /// `max_buffered_bytes`: the slow-consumer cap broadcasts apply (see [`JsFanOut`]).
-    pub fn new(env: &Env, max_buffered_bytes: usize) -> napi::Result<Self> {
+    /// `max_buffered_bytes`: the slow-consumer cap broadcasts apply; `hooks`: what the
+    /// sockets' listeners call (see [`JsFanOut`]).
+    pub fn new(env: &Env, max_buffered_bytes: usize, hooks: Raw) -> napi::Result<Self> {
         Ok(Self {
             sockets: RefCell::default(),
-            fanout: JsFanOut::new(env, max_buffered_bytes)?,
+            fanout: JsFanOut::new(env, max_buffered_bytes, hooks)?,
         })
     }
 
@@ -88,16 +89,16 @@ impl JsSockets {
         }
     }
 
-    /// Runs `check` on the socket's rate limiter.
+    /// Runs `check` on the socket's id and rate limiter; `None` for a socket no longer held.
     pub fn rate_check<R>(
         &self,
         key: RecordKey,
-        check: impl FnOnce(&mut Option<TokenBucket>) -> R,
+        check: impl FnOnce(&ConnectionId, &mut Option<TokenBucket>) -> R,
     ) -> Option<R> {
         self.sockets
             .borrow_mut()
             .get_mut(&key)
-            .map(|socket| check(&mut socket.bucket))
+            .map(|socket| check(&socket.id, &mut socket.bucket))
     }
 
     /// Forgets a socket and its subscriptions, handing back its object (still referenced
@@ -208,19 +209,6 @@ pub fn ping(js: Js, ws: Raw) -> Result<(), String> {
     match call_optional(js, ws, names::PING)? {
         true => Ok(()),
         false => Err(String::from("socket has no ping() method")),
-    }
-}
-
-/// `ws.on(event, listener)`.
-pub fn listen(js: Js, ws: Raw, event: &str, listener: Raw) -> napi::Result<()> {
-    let event = js.create_string(event)?;
-    match js.call_method(ws, names::ON, &[event, listener]) {
-        Some(Called::Returned(_)) => Ok(()),
-        Some(Called::Threw(error)) => Err(js.rethrow(error)),
-        None => Err(napi::Error::new(
-            napi::Status::InvalidArg,
-            "socket has no on() method",
-        )),
     }
 }
 

@@ -2,12 +2,14 @@
 //! event listeners, carrying out what the core decided for a client message, and the
 //! health check's pings and terminations.
 //!
-//! Listeners hold [`Shared`] weakly: a socket never keeps a discarded manager alive.
+//! A socket's listeners are JavaScript closures (`lib/fanout.js`) that call the manager's
+//! [`socket_hooks`]; those hold [`Shared`] weakly: a socket never keeps a discarded
+//! manager alive.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -49,6 +51,81 @@ pub(super) struct Shared {
     pub(super) shutdown_promise: RefCell<Option<super::js::JsRef>>,
     /// Shuts the core down if the environment ends first (a terminated worker).
     pub(super) teardown: RefCell<Option<super::lifetime::EnvTeardown>>,
+}
+
+/// The manager's handlers of its JavaScript sockets' events, the object `{ pong, close,
+/// error, message }` that the listeners installed by `track` (`lib/fanout.js`) call with the
+/// socket's record key (`error` with its id). One set per manager, whatever the number of
+/// sockets. `shared` is filled in once the manager's state exists; the hooks hold it weakly,
+/// so a socket never keeps a discarded manager alive, and do nothing without it.
+pub(super) fn socket_hooks(env: &Env, shared: &Rc<OnceCell<Weak<Shared>>>) -> napi::Result<Raw> {
+    fn record_key(ctx: &FunctionCallContext) -> RecordKey {
+        let js = Js::new(ctx.env);
+        ctx.get::<Unknown>(0)
+            .ok()
+            .and_then(|key| js.number(key.raw()))
+            .filter(|key| key.is_finite() && *key >= 1.0)
+            .map_or(RecordKey::NONE, |key| RecordKey::from_u64(key as u64))
+    }
+    fn live(shared: &OnceCell<Weak<Shared>>) -> Option<Rc<Shared>> {
+        shared.get().and_then(Weak::upgrade)
+    }
+    let js = Js::new(env);
+    let hooks = js.create_object()?;
+
+    let on_pong = {
+        let shared = Rc::clone(shared);
+        env.create_function_from_closure::<(), (), _>("clusoPong", move |ctx| {
+            guarded("pong", || {
+                if let Some(shared) = live(&shared) {
+                    shared.on_pong(record_key(&ctx));
+                }
+            });
+            Ok(())
+        })?
+    };
+    js.set(hooks, c"pong", on_pong.raw())?;
+
+    let on_close = {
+        let shared = Rc::clone(shared);
+        env.create_function_from_closure::<(), (), _>("clusoClose", move |ctx| {
+            guarded("close", || {
+                if let Some(shared) = live(&shared) {
+                    shared.on_close(Js::new(ctx.env), record_key(&ctx));
+                }
+            });
+            Ok(())
+        })?
+    };
+    js.set(hooks, c"close", on_close.raw())?;
+
+    let on_error = env.create_function_from_closure::<(), (), _>("clusoError", |ctx| {
+        guarded("error", || {
+            let (id, reason) = super::js_fanout::id_and_error(&ctx);
+            warn!(conn_id = id.as_deref(), reason, "socket error");
+        });
+        Ok(())
+    })?;
+    js.set(hooks, c"error", on_error.raw())?;
+
+    let on_message = {
+        let shared = Rc::clone(shared);
+        env.create_function_from_closure::<(), (), _>("clusoMessage", move |ctx| {
+            guarded("message", || {
+                let Some(shared) = live(&shared) else {
+                    return;
+                };
+                let js = Js::new(ctx.env);
+                let data = ctx
+                    .get::<Unknown>(1)
+                    .map_or_else(|_| js.undefined(), |d| d.raw());
+                shared.on_message(ctx.env, record_key(&ctx), data);
+            });
+            Ok(())
+        })?
+    };
+    js.set(hooks, c"message", on_message.raw())?;
+    Ok(hooks)
 }
 
 /// Runs a listener body, keeping a panic inside the addon.
@@ -123,12 +200,15 @@ impl Shared {
         }
     }
 
-    /// Registers `ws` under `id` and installs its `pong` / `close` / `error` listeners.
+    /// Registers `ws` under `id` and installs its `pong` / `close` / `error` listeners and,
+    /// with `protocol` (`handleConnection`), its `message` listener, which answers the
+    /// client protocol.
     pub(super) fn register(
         self: &Rc<Self>,
         env: &Env,
         ws: Raw,
         id: &str,
+        protocol: bool,
     ) -> napi::Result<RecordKey> {
         let js = Js::new(env);
         let has_on = js.is_object(ws)
@@ -144,111 +224,45 @@ impl Shared {
             ));
         }
         let reference = js.create_reference(ws)?;
-        let (key, replaced) = self.core.add_js_connection(id);
+        let (key, id, replaced) = self.core.add_js_connection(id);
         if let Some(old) = replaced {
             drop(self.sockets.take(js, old));
         }
-        self.sockets.insert(key, Arc::from(id), reference);
-        let installed = self.install_listeners(env, ws, id, key);
+        self.sockets.insert(key, Arc::clone(&id), reference);
+        let installed = self.sockets.fanout().track(js, ws, key, &id, protocol);
         if installed.is_err() {
-            self.core.connection_closed(id, key);
+            self.core.connection_closed(&id, key);
             drop(self.sockets.take(js, key));
         }
         installed.map(|()| key)
     }
 
-    fn install_listeners(
-        self: &Rc<Self>,
-        env: &Env,
-        ws: Raw,
-        id: &str,
-        key: RecordKey,
-    ) -> napi::Result<()> {
-        let js = Js::new(env);
-        let on_pong = {
-            let shared = Rc::downgrade(self);
-            let id: Arc<str> = Arc::from(id);
-            env.create_function_from_closure::<(), (), _>("onPong", move |_ctx| {
-                guarded("pong", || {
-                    if let Some(shared) = shared.upgrade() {
-                        shared.core.mark_alive(&id, key);
-                    }
-                });
-                Ok(())
-            })?
-        };
-        js_socket::listen(js, ws, "pong", on_pong.raw())?;
-
-        let on_close = {
-            let shared = Rc::downgrade(self);
-            let id: Arc<str> = Arc::from(id);
-            env.create_function_from_closure::<(), (), _>("onClose", move |ctx| {
-                guarded("close", || {
-                    if let Some(shared) = shared.upgrade() {
-                        shared.core.connection_closed(&id, key);
-                        drop(shared.sockets.take(Js::new(ctx.env), key));
-                    }
-                });
-                Ok(())
-            })?
-        };
-        js_socket::listen(js, ws, "close", on_close.raw())?;
-
-        let on_error = {
-            let id: Arc<str> = Arc::from(id);
-            env.create_function_from_closure::<(), (), _>("onError", move |ctx| {
-                guarded("error", || {
-                    let js = Js::new(ctx.env);
-                    let reason = ctx
-                        .get::<Unknown>(0)
-                        .map(|e| js.describe(e.raw()))
-                        .unwrap_or_default();
-                    warn!(conn_id = &*id, reason, "socket error");
-                });
-                Ok(())
-            })?
-        };
-        js_socket::listen(js, ws, "error", on_error.raw())
+    /// A socket answered a ping.
+    fn on_pong(&self, key: RecordKey) {
+        if let Some(id) = self.sockets.id(key) {
+            self.core.mark_alive(&id, key);
+        }
     }
 
-    /// Answers the client protocol on `ws` (`handleConnection`).
-    pub(super) fn install_message_listener(
-        self: &Rc<Self>,
-        env: &Env,
-        ws: Raw,
-        id: &str,
-        key: RecordKey,
-    ) -> napi::Result<()> {
-        let shared = Rc::downgrade(self);
-        let id: Arc<str> = Arc::from(id);
-        let on_message = env.create_function_from_closure::<(), (), _>(
-            "onMessage",
-            move |ctx: FunctionCallContext| {
-                guarded("message", || {
-                    let Some(shared) = shared.upgrade() else {
-                        return;
-                    };
-                    let js = Js::new(ctx.env);
-                    let data = ctx
-                        .get::<Unknown>(0)
-                        .map_or_else(|_| js.undefined(), |d| d.raw());
-                    shared.on_message(ctx.env, &id, key, data);
-                });
-                Ok(())
-            },
-        )?;
-        js_socket::listen(Js::new(env), ws, "message", on_message.raw())
+    /// A socket closed: its record leaves, unless it was already forgotten or replaced.
+    fn on_close(&self, js: Js, key: RecordKey) {
+        if let Some(id) = self.sockets.id(key) {
+            self.core.connection_closed(&id, key);
+            drop(self.sockets.take(js, key));
+        }
     }
 
-    fn on_message(self: &Rc<Self>, env: &Env, id: &Arc<str>, key: RecordKey, data: Raw) {
+    /// A client message on a socket adopted with `handleConnection`.
+    fn on_message(self: &Rc<Self>, env: &Env, key: RecordKey, data: Raw) {
         let js = Js::new(env);
         let text = js_socket::message_text(js, data);
         let core = &self.core;
-        let handled = self
-            .sockets
-            .rate_check(key, |bucket| core.handle_message(id, bucket, &text))
-            .unwrap_or(Handled::Nothing);
-        self.carry_out(env, id, key, handled);
+        let checked = self.sockets.rate_check(key, |id, bucket| {
+            (Arc::clone(id), core.handle_message(id, bucket, &text))
+        });
+        if let Some((id, handled)) = checked {
+            self.carry_out(env, &id, key, handled);
+        }
     }
 
     /// Does what the core decided for one message of a JavaScript socket (or, for a

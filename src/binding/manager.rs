@@ -6,8 +6,8 @@
 //! `send` may call back into the manager, so all state is behind short-lived borrows.
 //! After `shutdown()` every method logs once and does nothing, as the original's did.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::cell::{OnceCell, RefCell};
+use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ use super::gate::JsGate;
 use super::js::Js;
 use super::js_fanout::Fanned;
 use super::js_socket::{self, JsSockets, Sent};
-use super::js_transport::{guarded, Shared};
+use super::js_transport::{guarded, socket_hooks, Shared};
 use super::json::Stringify;
 use super::lifetime::{EnvTeardown, KeepAlive, Waker};
 use super::native_socket::NativeSocket;
@@ -165,9 +165,11 @@ impl WebSocketManager {
                 )?))
             }
         };
+        let slot: Rc<OnceCell<Weak<Shared>>> = Rc::default();
+        let hooks = socket_hooks(&env, &slot)?;
         let shared = Rc::new(Shared {
             core: Manager::new(options.core),
-            sockets: JsSockets::new(&env, max_buffered_bytes)?,
+            sockets: JsSockets::new(&env, max_buffered_bytes, hooks)?,
             stringify: Stringify::capture(Js::new(&env))?,
             health_due: Arc::default(),
             waker: RefCell::new(None),
@@ -180,6 +182,7 @@ impl WebSocketManager {
             shutdown_promise: RefCell::default(),
             teardown: RefCell::default(),
         });
+        let _ = slot.set(Rc::downgrade(&shared));
         if let Some(gate) = gate {
             shared.core.set_gatekeeper(gate);
         }
@@ -205,7 +208,7 @@ impl WebSocketManager {
         if !self.shared.running("addConnection") {
             return Ok(());
         }
-        self.shared.register(&env, ws.raw(), &id).map(drop)
+        self.shared.register(&env, ws.raw(), &id, false).map(drop)
     }
 
     /// Forgets a connection and its subscriptions, closing its socket if it is open.
@@ -461,11 +464,10 @@ impl WebSocketManager {
             return Ok(());
         }
         let id = crate::manager::new_connection_id();
-        let key = shared.register(&env, ws.raw(), &id)?;
+        let key = shared.register(&env, ws.raw(), &id, true)?;
         shared
             .sockets
             .set_rate_limiter(key, shared.core.new_rate_limiter());
-        shared.install_message_listener(&env, ws.raw(), &id, key)?;
         info!(conn_id = &*id, "connection established");
         let welcome = protocol::welcome(&id, cwd.as_deref());
         shared.send_text(Js::new(&env), key, &welcome)?;

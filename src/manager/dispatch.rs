@@ -234,8 +234,8 @@ impl Manager {
         let limit = self.options.max_subscriptions_per_connection;
         let state = self.read().get(id).map(|c| {
             (
-                c.channels.contains_key(channel.as_str()),
-                c.client_channels >= limit,
+                c.channels.contains(channel.as_str()),
+                c.channels.client_len() >= limit,
                 c.meta.clone(),
             )
         });

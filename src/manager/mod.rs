@@ -232,13 +232,21 @@ impl Manager {
     }
 
     /// Registers a JavaScript socket under `id`, replacing any record with that id. Returns
-    /// the new record's key and the key of a replaced JavaScript record, whose socket the
-    /// binding forgets (a replaced native connection is closed here).
-    pub fn add_js_connection(&self, id: &str) -> (RecordKey, Option<RecordKey>) {
-        let (key, replaced) = self.write().add(id, Transport::Js);
+    /// the new record's key, its id as the registry keeps it (one allocation for every
+    /// holder), and the key of a replaced JavaScript record, whose socket the binding
+    /// forgets (a replaced native connection is closed here).
+    pub fn add_js_connection(&self, id: &str) -> (RecordKey, Arc<str>, Option<RecordKey>) {
+        let (key, shared_id, replaced) = {
+            let mut registry = self.write();
+            let (key, replaced) = registry.add(id, Transport::Js);
+            let shared_id = registry
+                .get(id)
+                .map_or_else(|| Arc::from(id), |c| Arc::clone(&c.id));
+            (key, shared_id, replaced)
+        };
         let replaced_js = replaced.and_then(|old| self.retire(&old.id, old.key, old.transport));
         debug!(conn_id = id, "connection added");
-        (key, replaced_js)
+        (key, shared_id, replaced_js)
     }
 
     /// Registers a native connection with what `authenticate` returned.
@@ -337,7 +345,7 @@ impl Manager {
             .map(|c| ConnectionRow {
                 id: c.id.to_string(),
                 key: c.key,
-                channels: c.channels.keys().map(|ch| ch.to_string()).collect(),
+                channels: c.channels.iter().map(|ch| ch.to_string()).collect(),
                 alive: c.alive,
                 native: c.transport.is_native(),
             })
