@@ -126,7 +126,7 @@ function loadgenUrl(hello) {
 async function phase(server, lg, label, cmd, timeoutMs, { conns = lg.connections, quietMs = 2000, maxDrainMs = 60000 } = {}) {
   const i0 = await server.call({ cmd: 'info' }, 30000)
   await lg.call({ cmd: 'start', label }, 10000).catch(() => {})
-  const prof = cfg.perf && ['A', 'C', 'E', 'F'].includes(label) ? await startPerf(server, label) : null
+  const prof = cfg.perf && ['A', 'B2', 'C', 'E', 'F'].includes(label) ? await startPerf(server, label) : null
   const c0 = { s: cpuMs(server.pid), l: cpuMs(lg.pid), m: machineBusyMs(), t: performance.now() }
   const res = await server.call(cmd, timeoutMs)
   const perf = prof ? await prof.finish() : undefined

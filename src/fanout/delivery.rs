@@ -130,10 +130,11 @@ pub(super) fn deliver(index: &DeliveryIndex, run: &[(Arc<str>, Utf8Bytes)], stat
     let Some(subscribers) = index.channels.get(channel) else {
         return;
     };
-    // Encoded once; every subscriber gets the same bytes.
+    // Encoded once, header and text in one buffer: every subscriber gets the same bytes,
+    // each in a single slice.
     let frames: Vec<Frame> = run
         .iter()
-        .map(|(_, text)| Frame::text(text.clone()))
+        .map(|(_, text)| Frame::text_in_one(text.as_bytes()))
         .collect();
     let members = subscribers.as_slice();
     let threads = fanout_threads()

@@ -8,5 +8,6 @@ mod delivery;
 pub mod gauge;
 pub mod outbox;
 pub mod queue;
+mod send;
 
 pub use queue::{FanOut, Job, Member, Submitted};

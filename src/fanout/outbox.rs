@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use futures_util::task::AtomicWaker;
 
 use super::gauge::QueueGauge;
+use super::send::send_slices;
 use crate::wire::Frame;
 
 /// Why an outbox stopped accepting messages.
@@ -89,26 +90,45 @@ struct Sent {
     of_next: usize,
 }
 
-/// Writes `frames` into the socket as far as it takes them now, up to
-/// [`MAX_FRAMES_PER_WRITE`] frames per `writev`.
-fn write_frames(socket: &TcpStream, frames: &[Frame]) -> io::Result<Sent> {
+/// Sends one batch of at most [`MAX_FRAMES_PER_WRITE`] frames, the first `skip` bytes of
+/// the first already sent, gathered into `SLOTS` slices (a lone frame needs two, and
+/// preparing the room for a whole batch costs more than the frame's own bytes).
+fn send_batch<const SLOTS: usize>(
+    socket: &TcpStream,
+    batch: &[Frame],
+    mut skip: usize,
+) -> io::Result<usize> {
     const NO_BYTES: &[u8] = &[];
+    let mut slices = [IoSlice::new(NO_BYTES); SLOTS];
+    let mut count = 0;
+    for frame in batch {
+        for part in frame.unsent(skip) {
+            if !part.is_empty() && count < SLOTS {
+                slices[count] = IoSlice::new(part);
+                count += 1;
+            }
+        }
+        skip = 0;
+    }
+    send_slices(socket, &slices[..count])
+}
+
+/// [`send_batch`] with room for `batch`.
+fn send_frames(socket: &TcpStream, batch: &[Frame], skip: usize) -> io::Result<usize> {
+    if batch.len() == 1 {
+        send_batch::<2>(socket, batch, skip)
+    } else {
+        send_batch::<{ 2 * MAX_FRAMES_PER_WRITE }>(socket, batch, skip)
+    }
+}
+
+/// Writes `frames` into the socket as far as it takes them now, up to
+/// [`MAX_FRAMES_PER_WRITE`] frames per call.
+fn write_frames(socket: &TcpStream, frames: &[Frame]) -> io::Result<Sent> {
     let mut sent = Sent::default();
     while sent.whole < frames.len() {
         let batch = &frames[sent.whole..frames.len().min(sent.whole + MAX_FRAMES_PER_WRITE)];
-        let mut slices = [IoSlice::new(NO_BYTES); 2 * MAX_FRAMES_PER_WRITE];
-        let mut count = 0;
-        let mut skip = sent.of_next;
-        for frame in batch {
-            for part in frame.unsent(skip) {
-                if !part.is_empty() {
-                    slices[count] = IoSlice::new(part);
-                    count += 1;
-                }
-            }
-            skip = 0;
-        }
-        let mut written = match socket.try_write_vectored(&slices[..count]) {
+        let mut written = match send_frames(socket, batch, sent.of_next) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(written) => written,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
@@ -162,7 +182,7 @@ impl Unsent {
                 }
                 skip = 0;
             }
-            match socket.try_write_vectored(&slices[..count]) {
+            match send_slices(socket, &slices[..count]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => self.advance(written),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),

@@ -1,4 +1,6 @@
-//! Server-to-client frames: a header of 2 to 10 bytes kept inline and a shared payload.
+//! Server-to-client frames: a header of 2 to 10 bytes kept inline and a shared payload, or
+//! — for a broadcast, written to every subscriber — header and payload in one buffer, so
+//! each write is a single slice.
 
 use bytes::Bytes;
 
@@ -16,15 +18,27 @@ const FIN: u8 = 0x80;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     head: [u8; 10],
+    /// Bytes of `head` sent before `payload`: 0 when `payload` begins with the header.
     head_len: u8,
+    /// Where the message begins in `payload`.
+    message_from: u8,
     payload: Bytes,
 }
 
 impl Frame {
     fn new(opcode: u8, payload: Bytes) -> Self {
+        let (head, head_len) = Self::header(opcode, payload.len());
+        Self {
+            head,
+            head_len,
+            message_from: 0,
+            payload,
+        }
+    }
+
+    fn header(opcode: u8, len: usize) -> ([u8; 10], u8) {
         let mut head = [0u8; 10];
         head[0] = FIN | opcode;
-        let len = payload.len();
         let head_len = if len < 126 {
             head[1] = len as u8;
             2
@@ -37,16 +51,28 @@ impl Frame {
             head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
             10
         };
-        Self {
-            head,
-            head_len,
-            payload,
-        }
+        (head, head_len)
     }
 
     /// A text frame; `text` must be UTF-8 (every server message is JSON text).
     pub fn text(text: impl Into<Bytes>) -> Self {
         Self::new(opcode::TEXT, text.into())
+    }
+
+    /// A text frame whose header and `text` (UTF-8) are copied into one buffer: for a
+    /// message written to many sockets, one slice per write instead of two.
+    pub fn text_in_one(text: &[u8]) -> Self {
+        let (head, head_len) = Self::header(opcode::TEXT, text.len());
+        let head_bytes = &head[..usize::from(head_len)];
+        let mut wire = Vec::with_capacity(head_bytes.len() + text.len());
+        wire.extend_from_slice(head_bytes);
+        wire.extend_from_slice(text);
+        Self {
+            head,
+            head_len: 0,
+            message_from: head_len,
+            payload: Bytes::from(wire),
+        }
     }
 
     /// An empty ping.
@@ -85,9 +111,9 @@ impl Frame {
         self.head[0] & 0x0F == opcode::CLOSE
     }
 
-    /// The payload (for tests and logs).
-    pub fn payload(&self) -> &Bytes {
-        &self.payload
+    /// The message (for tests and logs).
+    pub fn payload(&self) -> &[u8] {
+        &self.payload[usize::from(self.message_from)..]
     }
 
     /// The frame's unsent part — everything after its first `sent` bytes — as two slices
@@ -145,10 +171,24 @@ mod tests {
 
     #[test]
     fn the_unsent_part_resumes_mid_header_and_mid_payload() {
-        let frame = Frame::text("abc");
-        let all = wire(&frame);
-        for sent in 0..=all.len() {
-            assert_eq!(frame.unsent(sent).concat(), all[sent..]);
+        for frame in [Frame::text("abc"), Frame::text_in_one(b"abc")] {
+            let all = wire(&frame);
+            for sent in 0..=all.len() {
+                assert_eq!(frame.unsent(sent).concat(), all[sent..]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_in_one_buffer_is_the_same_frame_in_one_slice() {
+        for len in [0, 125, 126, 65_535, 65_536] {
+            let text = vec![b'x'; len];
+            let (apart, whole) = (Frame::text(text.clone()), Frame::text_in_one(&text));
+            assert_eq!(wire(&whole), wire(&apart), "payload of {len}");
+            assert_eq!(whole.len(), apart.len());
+            assert_eq!(whole.payload(), &text[..]);
+            assert!(whole.unsent(0)[0].is_empty(), "one slice");
+            assert!(!whole.is_close());
         }
     }
 }
