@@ -4,7 +4,9 @@
 //! so they never keep Node's event loop alive by themselves; what must keep the process
 //! alive (a listener, an open native connection) does so explicitly through the binding.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
@@ -45,6 +47,7 @@ pub fn handle() -> Handle {
                 .worker_threads(worker_threads())
                 .thread_name("cluso-ws")
                 .on_thread_start(yield_to_javascript)
+                .on_thread_park(|| WORKING_SINCE.set(None))
                 .enable_all()
                 .build()
                 // Without threads or timers the addon cannot work at all; there is no
@@ -53,4 +56,32 @@ pub fn handle() -> Handle {
         })
         .handle()
         .clone()
+}
+
+/// How long a thread of the addon works before it offers its core to another thread.
+const OFFER_CORE_EVERY: Duration = Duration::from_micros(500);
+
+thread_local! {
+    /// When this thread last started working (woke, or offered its core); `None` while it
+    /// sleeps.
+    static WORKING_SINCE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Offers the core to another runnable thread once this one has worked for
+/// [`OFFER_CORE_EVERY`] without doing so. Where the addon's threads share a core with
+/// Node's (one core, or a busy machine), a `broadcast()` preempted mid-call otherwise waits
+/// for their whole time slice — the fan-out and, under a backlog, a thousand connections
+/// flushing what their sockets refused: milliseconds. With a core to itself the yield
+/// returns at once. Called between units of work (a batch of deliveries, a connection's
+/// flush or read).
+pub fn offer_core_when_due() {
+    let now = Instant::now();
+    match WORKING_SINCE.get() {
+        Some(since) if now.duration_since(since) < OFFER_CORE_EVERY => {}
+        Some(_) => {
+            std::thread::yield_now();
+            WORKING_SINCE.set(Some(Instant::now()));
+        }
+        None => WORKING_SINCE.set(Some(now)),
+    }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use smallvec::SmallVec;
@@ -130,12 +129,11 @@ pub(super) fn deliver(index: &DeliveryIndex, run: &[(Arc<str>, Utf8Bytes)], stat
     let Some(subscribers) = index.channels.get(channel) else {
         return;
     };
-    // Encoded once, header and text in one buffer: every subscriber gets the same bytes,
-    // each in a single slice.
-    let frames: Vec<Frame> = run
-        .iter()
-        .map(|(_, text)| Frame::text_in_one(text.as_bytes()))
-        .collect();
+    // Encoded once, the whole run in one buffer: every subscriber gets the same bytes in a
+    // single slice, and one that refuses them keeps one entry for the run.
+    let frames = [Frame::texts_in_one(
+        run.iter().map(|(_, text)| text.as_bytes()),
+    )];
     let members = subscribers.as_slice();
     let threads = fanout_threads()
         .min(members.len() / MIN_MEMBERS_PER_THREAD)
@@ -181,23 +179,14 @@ fn fanout_threads() -> usize {
     })
 }
 
-/// How long a fan-out thread writes before it offers its core to another thread.
-const YIELD_EVERY: Duration = Duration::from_micros(500);
-
 fn push_to<'a>(members: impl Iterator<Item = &'a Member>, frames: &[Frame], stats: &Stats) {
-    let mut since_yield = Instant::now();
     for (count, member) in members.enumerate() {
         if member.outbox.push_all(frames) == Push::OverCap {
             stats.record_slow_consumer();
             warn!(conn_id = &*member.id, "slow consumer disconnected");
         }
-        // Where the fan-out shares a core with Node's thread (one core, or a busy machine),
-        // a broadcast() made meanwhile waits for this thread's time slice — milliseconds.
-        // Yielding every half millisecond bounds that wait; with a core to itself the
-        // call returns at once.
-        if count % 64 == 63 && since_yield.elapsed() >= YIELD_EVERY {
-            std::thread::yield_now();
-            since_yield = Instant::now();
+        if count % 64 == 63 {
+            crate::runtime::offer_core_when_due();
         }
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! Each outbox reports every change of its queued data bytes here, and the gauge counts the
 //! outboxes per size bucket: exact below 16 bytes, then eight buckets per power of two. The
-//! largest non-empty bucket gives the answer, rounded *up* to its upper edge — at most 1/8
+//! largest non-empty bucket gives the answer, rounded *up* past its upper edge — at most 1/8
 //! (12.5 %) above the true maximum, never below it, and exactly 0 when every outbox is
-//! empty. Reading scans a fixed number of buckets ([`BUCKETS`]), never the connections, so
+//! empty. Past, not to: a bucket ends one byte below a power of two (or an eighth between
+//! two), so a producer pacing at such a threshold — the default 1 MiB cap — reads the
+//! threshold while the fullest outbox is still up to 1/16 below it, and the bursts it sends
+//! before its next look cannot carry a subscriber over the cap. Reading scans a fixed number of buckets ([`BUCKETS`]), never the connections, so
 //! `getStats()` and `metrics()` cost the same with ten connections or a hundred thousand.
 //!
 //! Writers pay one or two relaxed atomic additions when an outbox moves to another bucket
@@ -78,13 +81,24 @@ impl QueueGauge {
         }
     }
 
-    /// The queued bytes of the fullest outbox, rounded up to its bucket's upper edge; 0 when
-    /// every outbox is empty.
+    /// The queued bytes of the fullest outbox, rounded up to the first size past its bucket
+    /// (exact below 16 bytes); 0 when every outbox is empty.
     pub fn max(&self) -> usize {
         self.outboxes
             .iter()
             .rposition(|count| count.load(Ordering::Relaxed) != 0)
-            .map_or(0, upper_edge)
+            .map_or(0, reading)
+    }
+}
+
+/// What [`QueueGauge::max`] reports for bucket `index`: its size below [`EXACT`], else the
+/// first size past the bucket.
+fn reading(index: usize) -> usize {
+    let edge = upper_edge(index);
+    if index < EXACT {
+        edge
+    } else {
+        edge.saturating_add(1)
     }
 }
 
@@ -113,7 +127,31 @@ mod tests {
             if let Some(next) = edge.checked_add(1) {
                 assert_eq!(bucket(next), index + 1, "{bytes}: edge {edge}");
             }
+            let read = reading(index);
+            if bytes < EXACT {
+                assert_eq!(read, bytes);
+            } else {
+                assert!(read > bytes || bytes == usize::MAX, "{bytes} reads {read}");
+            }
+            assert!(
+                (read - bytes) as f64 <= bytes as f64 / 8.0,
+                "{bytes} reads {read}"
+            );
         }
+    }
+
+    #[test]
+    fn a_power_of_two_threshold_is_read_a_sixteenth_before_it_is_reached() {
+        const CAP: usize = 1 << 20;
+        let gauge = QueueGauge::default();
+        gauge.moved(0, CAP - CAP / 16 - 1);
+        assert!(gauge.max() < CAP, "{}", gauge.max());
+        gauge.moved(CAP - CAP / 16 - 1, CAP - CAP / 16);
+        assert_eq!(gauge.max(), CAP);
+        gauge.moved(CAP - CAP / 16, CAP - 1);
+        assert_eq!(gauge.max(), CAP);
+        gauge.moved(CAP - 1, CAP);
+        assert!(gauge.max() > CAP);
     }
 
     #[test]

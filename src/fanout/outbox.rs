@@ -8,10 +8,16 @@
 //! per delivery and no wake-up of its task at all.
 //!
 //! Slow-consumer policy (the one place it is implemented): the cap counts only data bytes
-//! the kernel refused (what `ws`' `bufferedAmount` and uWS' backpressure count). When they
-//! exceed the cap the outbox closes with [`CloseReason::SlowConsumer`]: what waits is
-//! dropped, the connection's task sends close code 4008 and ends the connection. The
-//! producer never waits, and every other subscriber is unaffected. Control frames (ping,
+//! the kernel refused (what `ws`' `bufferedAmount` and uWS' backpressure count). A data
+//! message that finds them over the cap closes the outbox with
+//! [`CloseReason::SlowConsumer`] instead of joining them — as a JavaScript socket whose
+//! `bufferedAmount` is over the cap when a broadcast reaches it: at the cap it is sent.
+//! What waits is dropped, the connection's task sends close code 4008 and ends the
+//! connection. Checking before the message rather than after it lets a producer that paces
+//! on `maxQueuedBytes` at the cap overshoot by the burst it sent before its next look
+//! without cutting the subscribers it was waiting for; what one connection can hold stays
+//! bounded by the cap plus one push. The producer never waits, and every other subscriber
+//! is unaffected. Control frames (ping,
 //! pong, close) and resume replays bypass the cap: the first are tiny and bounded by the
 //! protocol, the second are bounded by the history and asked for by the client.
 
@@ -32,7 +38,7 @@ use crate::wire::Frame;
 /// Why an outbox stopped accepting messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
-    /// The kernel refused more than the cap.
+    /// A data message found more than the cap refused by the kernel and waiting.
     SlowConsumer,
     /// The server closes the connection (removeConnection, shutdown, a protocol error).
     Server { code: u16 },
@@ -54,7 +60,8 @@ impl CloseReason {
 pub enum Push {
     /// Written or queued.
     Queued,
-    /// The kernel refused more than the cap: the connection is being cut off.
+    /// More than the cap was waiting already: the connection is being cut off, and the
+    /// message is not delivered.
     OverCap,
     /// The outbox was already closed, or the socket failed; nothing was delivered.
     Closed,
@@ -341,6 +348,12 @@ impl Outbox {
         if state.closed.is_some() {
             return Push::Closed;
         }
+        if capped && state.unsent.capped_bytes > self.cap_bytes {
+            self.cut_slow_consumer(&mut state);
+            drop(state);
+            self.tell_task();
+            return Push::OverCap;
+        }
         let idle = state.unsent.frames.is_empty();
         // Nothing waits: write straight from the caller's frames, and queue (clone) only
         // what the kernel refused. Behind frames already waiting a write would only fail;
@@ -379,14 +392,12 @@ impl Outbox {
             }
             state.unsent.written_of_first += sent.of_next;
         });
-        let pushed = self.check_cap(&mut state);
-        // The task wakes only for news: frames now wait where none did, or a cut.
-        let news = pushed != Push::Queued || idle;
         drop(state);
-        if news {
+        // The task wakes only for news: frames now wait where none did.
+        if idle {
             self.tell_task();
         }
-        pushed
+        Push::Queued
     }
 
     /// The socket failed: nothing more can be written.
@@ -396,14 +407,10 @@ impl Outbox {
         state.socket = None;
     }
 
-    /// Cuts the connection off when the kernel refused more than the cap.
-    fn check_cap(&self, state: &mut State) -> Push {
-        if state.unsent.capped_bytes <= self.cap_bytes {
-            return Push::Queued;
-        }
+    /// Cuts off a connection that a message found over the cap: what waits is dropped.
+    fn cut_slow_consumer(&self, state: &mut State) {
         state.closed = Some(CloseReason::SlowConsumer);
         self.counted(state, |state| state.unsent.abandon());
-        Push::OverCap
     }
 
     /// Stops accepting messages. A server close queues its close frame after everything
@@ -547,8 +554,9 @@ pub(crate) fn queued_texts_now(outbox: &Outbox) -> Vec<String> {
     outbox.counted(&mut state, |state| state.unsent.capped_bytes = 0);
     frames
         .into_iter()
-        .filter(|waiting| !waiting.frame.is_close())
-        .map(|waiting| String::from_utf8_lossy(waiting.frame.payload()).into_owned())
+        .flat_map(|waiting| waiting.frame.messages())
+        .filter(|(opcode, _)| *opcode == 0x1)
+        .map(|(_, text)| String::from_utf8_lossy(&text).into_owned())
         .collect()
 }
 

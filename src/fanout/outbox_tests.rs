@@ -31,10 +31,15 @@ fn without_a_socket_admits_data_up_to_the_cap_exactly() {
 }
 
 #[test]
-fn the_byte_crossing_the_cap_cuts_the_connection_and_drops_what_waits() {
+fn a_message_finding_the_queue_over_the_cap_cuts_the_connection_and_drops_what_waits() {
     let outbox = Outbox::new(wire(6) + wire(4) - 1);
-    outbox.push(text(6));
-    assert_eq!(outbox.push(text(4)), Push::OverCap);
+    assert_eq!(outbox.push(text(6)), Push::Queued);
+    assert_eq!(
+        outbox.push(text(4)),
+        Push::Queued,
+        "under the cap when it came: queued, now one byte over"
+    );
+    assert_eq!(outbox.push(text(1)), Push::OverCap);
     assert_eq!(outbox.closed(), Some(CloseReason::SlowConsumer));
     assert_eq!(outbox.push(text(1)), Push::Closed);
     assert_eq!(
@@ -42,6 +47,15 @@ fn the_byte_crossing_the_cap_cuts_the_connection_and_drops_what_waits() {
         0,
         "nothing is kept for a cut consumer"
     );
+}
+
+#[test]
+fn a_message_finding_the_queue_exactly_at_the_cap_is_queued() {
+    let outbox = Outbox::new(wire(6) + wire(4));
+    outbox.push(text(6));
+    outbox.push(text(4));
+    assert_eq!(outbox.push(text(1)), Push::Queued, "at the cap: sent");
+    assert_eq!(outbox.push(text(1)), Push::OverCap, "over it: cut");
 }
 
 #[test]
@@ -58,6 +72,7 @@ fn replays_and_control_frames_bypass_the_cap_but_live_messages_after_them_do_not
         "the replay is history's, not the cap's"
     );
     assert_eq!(outbox.push(text(10)), Push::Queued);
+    assert_eq!(outbox.push(text(1)), Push::Queued, "at the cap: sent");
     assert_eq!(outbox.push(text(1)), Push::OverCap);
     assert_eq!(outbox.push_replay(&[text(1)]), Push::Closed);
 }
@@ -172,7 +187,9 @@ fn the_gauge_sees_pushes_cuts_and_drops() {
     assert_eq!(gauge.max(), wire(6), "control frames are not data bytes");
     let other = Outbox::with_gauge(100, Arc::clone(&gauge));
     other.push(text(3));
-    assert_eq!(outbox.push(text(5)), Push::OverCap);
+    assert_eq!(outbox.push(text(5)), Push::Queued);
+    assert!(outbox.queued_bytes() > wire(10));
+    assert_eq!(outbox.push(text(1)), Push::OverCap);
     assert_eq!(
         gauge.max(),
         wire(3),

@@ -112,6 +112,9 @@ struct Queue {
     /// the applier comes back for the next one: [`FanOut::drain`] always does, under the
     /// turn, before it returns.
     applying: bool,
+    /// Payload bytes of the broadcasts in the run being applied: still waiting for their
+    /// subscribers' outboxes, so still in the backlog a producer paces on.
+    applying_bytes: usize,
     /// How many times an applier found nothing waiting and nothing being applied: every
     /// job queued before such a moment has reached its outboxes. [`FanOut::drained`] waits
     /// for it to move.
@@ -261,6 +264,7 @@ impl FanOut {
             let bytes: usize = run.iter().map(broadcast_bytes).sum();
             queue.broadcast_bytes = queue.broadcast_bytes.saturating_sub(bytes);
             queue.applying = true;
+            queue.applying_bytes = bytes;
             run
         };
         let count = run.len();
@@ -272,6 +276,9 @@ impl FanOut {
             }
         }
         deliver(index, &broadcasts, stats);
+        if !broadcasts.is_empty() {
+            lock(&self.queue).applying_bytes = 0;
+        }
         count
     }
 
@@ -347,6 +354,11 @@ impl FanOut {
     pub fn backlog(&self) -> (usize, usize) {
         let queue = lock(&self.queue);
         (queue.jobs.len(), queue.broadcast_bytes)
+    }
+
+    /// Payload bytes of the broadcasts taken off the queue and being written.
+    pub fn applying_bytes(&self) -> usize {
+        lock(&self.queue).applying_bytes
     }
 
     pub fn pending(&self) -> usize {

@@ -174,6 +174,8 @@ async fn run(peer: &Peer, decoder: &mut Decoder, mut incoming: Vec<Incoming>) ->
                 Err(violation) => return violation_end(&peer.id, violation),
             }
         }
+        // Thousands of connections flushing a backlog run back to back on a worker.
+        crate::runtime::offer_core_when_due();
     }
 }
 

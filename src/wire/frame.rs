@@ -1,6 +1,7 @@
 //! Server-to-client frames: a header of 2 to 10 bytes kept inline and a shared payload, or
-//! — for a broadcast, written to every subscriber — header and payload in one buffer, so
-//! each write is a single slice.
+//! — for a run of broadcasts, written to every subscriber — whole frames back to back in one
+//! buffer, so each write is a single slice and a socket that refuses the run keeps one
+//! entry for it, not one per message.
 
 use bytes::Bytes;
 
@@ -14,14 +15,14 @@ mod opcode {
 
 const FIN: u8 = 0x80;
 
-/// One whole, unmasked frame. Cloning it clones a reference to the payload.
+/// One whole, unmasked frame — or several text frames in one buffer
+/// ([`Frame::texts_in_one`]). Cloning it clones a reference to the payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// The header; its first byte also tells the opcode of frames sent in one buffer.
     head: [u8; 10],
-    /// Bytes of `head` sent before `payload`: 0 when `payload` begins with the header.
+    /// Bytes of `head` sent before `payload`: 0 when `payload` holds whole frames.
     head_len: u8,
-    /// Where the message begins in `payload`.
-    message_from: u8,
     payload: Bytes,
 }
 
@@ -31,7 +32,6 @@ impl Frame {
         Self {
             head,
             head_len,
-            message_from: 0,
             payload,
         }
     }
@@ -59,18 +59,26 @@ impl Frame {
         Self::new(opcode::TEXT, text.into())
     }
 
-    /// A text frame whose header and `text` (UTF-8) are copied into one buffer: for a
-    /// message written to many sockets, one slice per write instead of two.
-    pub fn text_in_one(text: &[u8]) -> Self {
-        let (head, head_len) = Self::header(opcode::TEXT, text.len());
-        let head_bytes = &head[..usize::from(head_len)];
-        let mut wire = Vec::with_capacity(head_bytes.len() + text.len());
-        wire.extend_from_slice(head_bytes);
-        wire.extend_from_slice(text);
+    /// Text frames of `texts` (each UTF-8), headers and texts copied back to back into one
+    /// buffer: a run of broadcasts written to many sockets leaves in one slice per write.
+    pub fn texts_in_one<'a, I>(texts: I) -> Self
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+        I::IntoIter: Clone,
+    {
+        let texts = texts.into_iter();
+        let size = texts.clone().map(|text| text.len() + 10).sum();
+        let mut wire = Vec::with_capacity(size);
+        for text in texts {
+            let (head, head_len) = Self::header(opcode::TEXT, text.len());
+            wire.extend_from_slice(&head[..usize::from(head_len)]);
+            wire.extend_from_slice(text);
+        }
+        let mut head = [0u8; 10];
+        head[0] = FIN | opcode::TEXT;
         Self {
             head,
             head_len: 0,
-            message_from: head_len,
             payload: Bytes::from(wire),
         }
     }
@@ -111,9 +119,33 @@ impl Frame {
         self.head[0] & 0x0F == opcode::CLOSE
     }
 
-    /// The message (for tests and logs).
-    pub fn payload(&self) -> &[u8] {
-        &self.payload[usize::from(self.message_from)..]
+    /// The frames' opcodes and payloads, decoded from the bytes they go out as.
+    #[cfg(test)]
+    pub fn messages(&self) -> Vec<(u8, Vec<u8>)> {
+        let wire = self.unsent(0).concat();
+        let mut messages = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            let (len, head) = match wire[at + 1] {
+                126 => (
+                    usize::from(u16::from_be_bytes([wire[at + 2], wire[at + 3]])),
+                    4,
+                ),
+                127 => {
+                    let mut bytes = [0u8; 8];
+                    bytes.copy_from_slice(&wire[at + 2..at + 10]);
+                    (
+                        usize::try_from(u64::from_be_bytes(bytes)).unwrap_or(usize::MAX),
+                        10,
+                    )
+                }
+                short => (usize::from(short), 2),
+            };
+            let payload = wire[at + head..at + head + len].to_vec();
+            messages.push((wire[at] & 0x0F, payload));
+            at += head + len;
+        }
+        messages
     }
 
     /// The frame's unsent part — everything after its first `sent` bytes — as two slices
@@ -171,7 +203,8 @@ mod tests {
 
     #[test]
     fn the_unsent_part_resumes_mid_header_and_mid_payload() {
-        for frame in [Frame::text("abc"), Frame::text_in_one(b"abc")] {
+        let run: [&[u8]; 2] = [b"abc", b"de"];
+        for frame in [Frame::text("abc"), Frame::texts_in_one(run)] {
             let all = wire(&frame);
             for sent in 0..=all.len() {
                 assert_eq!(frame.unsent(sent).concat(), all[sent..]);
@@ -180,15 +213,23 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_in_one_buffer_is_the_same_frame_in_one_slice() {
-        for len in [0, 125, 126, 65_535, 65_536] {
-            let text = vec![b'x'; len];
-            let (apart, whole) = (Frame::text(text.clone()), Frame::text_in_one(&text));
-            assert_eq!(wire(&whole), wire(&apart), "payload of {len}");
-            assert_eq!(whole.len(), apart.len());
-            assert_eq!(whole.payload(), &text[..]);
-            assert!(whole.unsent(0)[0].is_empty(), "one slice");
-            assert!(!whole.is_close());
-        }
+    fn frames_in_one_buffer_are_the_same_frames_in_one_slice() {
+        let texts: Vec<Vec<u8>> = [0, 125, 126, 65_535, 65_536]
+            .iter()
+            .map(|&len| vec![b'x'; len])
+            .collect();
+        let apart: Vec<u8> = texts
+            .iter()
+            .flat_map(|text| wire(&Frame::text(text.clone())))
+            .collect();
+        let whole = Frame::texts_in_one(texts.iter().map(Vec::as_slice));
+        assert_eq!(wire(&whole), apart);
+        assert_eq!(whole.len(), apart.len());
+        assert!(whole.unsent(0)[0].is_empty(), "one slice");
+        assert!(!whole.is_close());
+        let decoded: Vec<Vec<u8>> = whole.messages().into_iter().map(|(_, m)| m).collect();
+        assert_eq!(decoded, texts);
+        let one: [&[u8]; 1] = [b"abc"];
+        assert_eq!(wire(&Frame::texts_in_one(one)), wire(&Frame::text("abc")));
     }
 }
