@@ -2,7 +2,7 @@
 //! kernel refused waits here, bounded in bytes.
 //!
 //! Whoever delivers a frame — the fan-out task, a reply, a ping — writes it at once with a
-//! non-blocking `writev` when nothing is waiting before it, several frames per call. What
+//! non-blocking `send` when nothing is waiting before it, several frames per call. What
 //! the kernel does not take stays queued, in order, and the connection's task writes it
 //! when the socket has room again. A reader that keeps up therefore costs one system call
 //! per delivery and no wake-up of its task at all.
@@ -87,7 +87,7 @@ pub enum Flushed {
     Failed,
 }
 
-/// Frames per `writev`: a run of broadcasts leaves in one call.
+/// Frames per system call: several waiting frames leave in one `sendmsg`.
 const MAX_FRAMES_PER_WRITE: usize = 64;
 
 /// How far a direct write got: whole frames, then bytes of the next one.

@@ -54,7 +54,7 @@ const MAX_RUN: usize = 64;
 
 /// Frames one run may hand out: [`MAX_RUN`] broadcasts to up to 16 384 subscribers. Producers
 /// never wait for the turn, so this bounds only how long one pass holds it; the longer the
-/// run, the more frames each subscriber gets per `writev` (at 10 000 subscribers, a bound of
+/// run, the more frames each subscriber gets per system call (at 10 000 subscribers, a bound of
 /// 4 096 frames gave runs of one broadcast and one system call per delivered message).
 const MAX_PUSHES_PER_RUN: usize = MAX_RUN * 16 * 1024;
 
