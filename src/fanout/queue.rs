@@ -108,11 +108,14 @@ struct Queue {
     jobs: VecDeque<Job>,
     /// Payload bytes of the broadcasts in `jobs`: what the bound applies to.
     broadcast_bytes: usize,
+    /// Frame-header bytes the broadcasts in `jobs` will add on the wire: with
+    /// `broadcast_bytes`, what they will weigh in a subscriber's outbox.
+    broadcast_heads: usize,
     /// A run taken off `jobs` is being applied. Set when the run is taken, cleared when
     /// the applier comes back for the next one: [`FanOut::drain`] always does, under the
     /// turn, before it returns.
     applying: bool,
-    /// Payload bytes of the broadcasts in the run being applied: still waiting for their
+    /// Wire bytes of the broadcasts in the run being applied: still waiting for their
     /// subscribers' outboxes, so still in the backlog a producer paces on.
     applying_bytes: usize,
     /// How many times an applier found nothing waiting and nothing being applied: every
@@ -187,6 +190,14 @@ fn broadcast_bytes(job: &Job) -> usize {
     }
 }
 
+/// The header a broadcast job's frame will carry on the wire.
+fn broadcast_head(job: &Job) -> usize {
+    match job {
+        Job::Broadcast { text, .. } => crate::wire::Frame::header_len(text.len()),
+        _ => 0,
+    }
+}
+
 impl FanOut {
     /// A queue that holds at most `max_broadcast_bytes` of broadcast payload.
     pub fn new(max_broadcast_bytes: usize) -> Self {
@@ -223,6 +234,7 @@ impl FanOut {
                 return Submitted::Dropped;
             }
             queue.broadcast_bytes = bytes;
+            queue.broadcast_heads += broadcast_head(&job);
         }
         queue.jobs.push_back(job);
         drop(queue);
@@ -262,9 +274,11 @@ impl FanOut {
             };
             let run: Vec<Job> = queue.jobs.drain(..length).collect();
             let bytes: usize = run.iter().map(broadcast_bytes).sum();
+            let heads: usize = run.iter().map(broadcast_head).sum();
             queue.broadcast_bytes = queue.broadcast_bytes.saturating_sub(bytes);
+            queue.broadcast_heads = queue.broadcast_heads.saturating_sub(heads);
             queue.applying = true;
-            queue.applying_bytes = bytes;
+            queue.applying_bytes = bytes + heads;
             run
         };
         let count = run.len();
@@ -356,9 +370,12 @@ impl FanOut {
         (queue.jobs.len(), queue.broadcast_bytes)
     }
 
-    /// Payload bytes of the broadcasts taken off the queue and being written.
-    pub fn applying_bytes(&self) -> usize {
-        lock(&self.queue).applying_bytes
+    /// Wire bytes (payload and frame headers) of the broadcasts waiting, and of those taken
+    /// off the queue and being written: what they will add to a subscriber's outbox, in the
+    /// unit its cap counts. Read together, so a run moving between them is not missed.
+    pub fn backlog_on_the_wire(&self) -> usize {
+        let queue = lock(&self.queue);
+        queue.broadcast_bytes + queue.broadcast_heads + queue.applying_bytes
     }
 
     pub fn pending(&self) -> usize {

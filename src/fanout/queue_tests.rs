@@ -126,12 +126,18 @@ fn a_broadcast_exactly_at_the_byte_bound_is_queued_and_one_byte_over_is_dropped_
     queued(&fanout, broadcast("abcd"), &stats);
     queued(&fanout, broadcast("efghij"), &stats);
     assert_eq!(fanout.backlog(), (3, 10), "exactly at the bound");
+    assert_eq!(
+        fanout.backlog_on_the_wire(),
+        10 + 2 + 2,
+        "what a subscriber's outbox would take: payloads and frame headers"
+    );
     assert_eq!(fanout.submit(broadcast("k"), &stats), Submitted::Dropped);
     assert_eq!(fanout.backlog(), (3, 10), "the refused one is not queued");
     assert_eq!(stats.snapshot().dropped_broadcasts, 1);
 
     fanout.drain(&stats);
     assert_eq!(fanout.backlog(), (0, 0));
+    assert_eq!(fanout.backlog_on_the_wire(), 0);
     assert_eq!(
         crate::fanout::outbox::queued_texts_now(&outbox),
         ["abcd", "efghij"]

@@ -375,16 +375,16 @@ impl Manager {
 
     /// Gauges for `getStats()` and `metrics()`: no pass over the connections.
     pub fn gauges(&self) -> Gauges {
-        // Read in the order a run moves (queue, being written, outboxes): a run that moves
-        // meanwhile is counted twice, never missed.
         let (pending_broadcasts, pending_broadcast_bytes) = self.fanout.backlog();
-        let applying_bytes = self.fanout.applying_bytes();
+        // Read before the outboxes, where a run goes next: a run that moves meanwhile is
+        // counted twice, never missed.
+        let backlog = self.fanout.backlog_on_the_wire();
         Gauges {
             counts: self.read().counts(),
             // What waits for the fan-out task, or is being written, will land in
             // subscribers' outboxes: a producer pacing on this value (as on `ws`'
             // bufferedAmount) slows down whether the readers or the fan-out are behind.
-            max_queued_bytes: pending_broadcast_bytes + applying_bytes + self.queue_gauge.max(),
+            max_queued_bytes: backlog + self.queue_gauge.max(),
             pending_broadcasts,
             pending_broadcast_bytes,
         }

@@ -36,6 +36,17 @@ impl Frame {
         }
     }
 
+    /// Bytes of the header a frame with a payload of `len` bytes carries.
+    pub fn header_len(len: usize) -> usize {
+        if len < 126 {
+            2
+        } else if len <= usize::from(u16::MAX) {
+            4
+        } else {
+            10
+        }
+    }
+
     fn header(opcode: u8, len: usize) -> ([u8; 10], u8) {
         let mut head = [0u8; 10];
         head[0] = FIN | opcode;
@@ -174,6 +185,7 @@ mod tests {
         for (len, head) in [(0, 2), (125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
             let frame = Frame::text(vec![b'x'; len]);
             assert_eq!(frame.len(), len + head, "payload of {len}");
+            assert_eq!(Frame::header_len(len), head, "payload of {len}");
             let bytes = wire(&frame);
             assert_eq!(bytes[0], 0x81);
             assert_eq!(bytes.len(), len + head);
