@@ -14,6 +14,7 @@ import { execFileSync } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
+import { OriginalManager } from '../servers/original-manager.mjs'
 
 const require = createRequire(import.meta.url)
 const self = fileURLToPath(import.meta.url)
@@ -24,48 +25,6 @@ function mockSocket() {
   ws.send = function () {}
   ws.ping = function () {}
   return ws
-}
-
-// The original algorithm (SPEC A.1 / A.2), as bench/servers/baseline-ws.mjs writes it.
-class OriginalManager {
-  constructor() {
-    this.connections = new Map()
-    this.timer = setInterval(() => {}, 30000)
-    this.timer.unref()
-  }
-  addConnection(ws, id) {
-    const connection = { ws, id, channels: new Set(), isAlive: true }
-    this.connections.set(id, connection)
-    ws.on('pong', () => {
-      connection.isAlive = true
-    })
-    ws.on('close', () => this.removeConnection(id))
-    ws.on('error', (error) => console.error(`WebSocket error for ${id}:`, error))
-  }
-  removeConnection(id) {
-    this.connections.delete(id)
-  }
-  send(id, data) {
-    const c = this.connections.get(id)
-    if (c && c.ws.readyState === 1) c.ws.send(JSON.stringify(data))
-  }
-  handleConnection(ws, cwd) {
-    const id = `conn-${Date.now()}-${Math.random().toString(36).slice(2, 11)}`
-    this.addConnection(ws, id)
-    this.send(id, { type: 'response', data: { status: 'connected', connectionId: id, cwd } })
-    ws.on('message', (raw) => {
-      let message
-      try {
-        message = JSON.parse(raw.toString())
-      } catch {
-        return
-      }
-      if (message?.type === 'subscribe' && message.channel) {
-        this.connections.get(id)?.channels.add(message.channel)
-        this.send(id, { type: 'response', id: message.id, data: { status: 'subscribed', channel: message.channel } })
-      }
-    })
-  }
 }
 
 function gcAll() {

@@ -6,9 +6,9 @@
 //! (12.5 %) above the true maximum, never below it, and exactly 0 when every outbox is
 //! empty. Past, not to: a bucket ends one byte below a power of two (or an eighth between
 //! two), so a producer pacing at such a threshold — the default 1 MiB cap — reads the
-//! threshold while the fullest outbox is still up to 1/16 below it, and the bursts it sends
-//! before its next look cannot carry a subscriber over the cap. Reading scans a fixed number of buckets ([`BUCKETS`]), never the connections, so
-//! `getStats()` and `metrics()` cost the same with ten connections or a hundred thousand.
+//! threshold while the fullest outbox is still up to 1/16 below it. Reading scans a fixed
+//! number of buckets ([`BUCKETS`]), never the connections, so `getStats()` and `metrics()`
+//! cost the same with ten connections or a hundred thousand.
 //!
 //! Writers pay one or two relaxed atomic additions when an outbox moves to another bucket
 //! (a push that grows it past a bucket edge, a writer draining it to zero); a push that

@@ -13,13 +13,13 @@
 //! [`CloseReason::SlowConsumer`] instead of joining them — as a JavaScript socket whose
 //! `bufferedAmount` is over the cap when a broadcast reaches it: at the cap it is sent.
 //! What waits is dropped, the connection's task sends close code 4008 and ends the
-//! connection. Checking before the message rather than after it lets a producer that paces
-//! on `maxQueuedBytes` at the cap overshoot by the burst it sent before its next look
-//! without cutting the subscribers it was waiting for; what one connection can hold stays
-//! bounded by the cap plus one push. The producer never waits, and every other subscriber
-//! is unaffected. Control frames (ping,
-//! pong, close) and resume replays bypass the cap: the first are tiny and bounded by the
-//! protocol, the second are bounded by the history and asked for by the client.
+//! connection. Checked when a message comes rather than after it is queued, the push that
+//! crosses the cap is still delivered: a producer pacing on `maxQueuedBytes` at the cap
+//! cuts a reader only when a later push reaches it before the producer paused, and one
+//! connection holds at most the cap plus one push. The producer never waits, and every
+//! other subscriber is unaffected. Control frames (ping, pong, close) and resume replays
+//! bypass the cap: the first are tiny and bounded by the protocol, the second are bounded
+//! by the history and asked for by the client.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -100,9 +100,9 @@ struct Sent {
 /// Sends one batch of at most [`MAX_FRAMES_PER_WRITE`] frames, the first `skip` bytes of
 /// the first already sent, gathered into `SLOTS` slices (a lone frame needs two, and
 /// preparing the room for a whole batch costs more than the frame's own bytes).
-fn send_batch<const SLOTS: usize>(
+fn send_batch<'a, const SLOTS: usize>(
     socket: &TcpStream,
-    batch: &[Frame],
+    batch: impl Iterator<Item = &'a Frame>,
     mut skip: usize,
 ) -> io::Result<usize> {
     const NO_BYTES: &[u8] = &[];
@@ -123,9 +123,9 @@ fn send_batch<const SLOTS: usize>(
 /// [`send_batch`] with room for `batch`.
 fn send_frames(socket: &TcpStream, batch: &[Frame], skip: usize) -> io::Result<usize> {
     if batch.len() == 1 {
-        send_batch::<2>(socket, batch, skip)
+        send_batch::<2>(socket, batch.iter(), skip)
     } else {
-        send_batch::<{ 2 * MAX_FRAMES_PER_WRITE }>(socket, batch, skip)
+        send_batch::<{ 2 * MAX_FRAMES_PER_WRITE }>(socket, batch.iter(), skip)
     }
 }
 
@@ -175,21 +175,13 @@ struct Unsent {
 impl Unsent {
     /// Writes as much as the socket takes now. `Ok` whether or not everything left.
     fn write_to(&mut self, socket: &TcpStream) -> io::Result<()> {
-        const NO_BYTES: &[u8] = &[];
         while !self.frames.is_empty() {
-            let mut slices = [IoSlice::new(NO_BYTES); 2 * MAX_FRAMES_PER_WRITE];
-            let mut count = 0;
-            let mut skip = self.written_of_first;
-            for waiting in self.frames.iter().take(MAX_FRAMES_PER_WRITE) {
-                for part in waiting.frame.unsent(skip) {
-                    if !part.is_empty() {
-                        slices[count] = IoSlice::new(part);
-                        count += 1;
-                    }
-                }
-                skip = 0;
-            }
-            match send_slices(socket, &slices[..count]) {
+            let batch = self
+                .frames
+                .iter()
+                .take(MAX_FRAMES_PER_WRITE)
+                .map(|waiting| &waiting.frame);
+            match send_batch::<{ 2 * MAX_FRAMES_PER_WRITE }>(socket, batch, self.written_of_first) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => self.advance(written),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),

@@ -38,13 +38,7 @@ impl Frame {
 
     /// Bytes of the header a frame with a payload of `len` bytes carries.
     pub fn header_len(len: usize) -> usize {
-        if len < 126 {
-            2
-        } else if len <= usize::from(u16::MAX) {
-            4
-        } else {
-            10
-        }
+        usize::from(Self::header(opcode::TEXT, len).1)
     }
 
     fn header(opcode: u8, len: usize) -> ([u8; 10], u8) {
